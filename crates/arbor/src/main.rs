@@ -1,0 +1,2 @@
+//! The `arbor` binary: placeholder until the server lands.
+fn main() {}
