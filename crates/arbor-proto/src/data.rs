@@ -64,7 +64,7 @@ pub mod perms {
 
 record! {
     /// An identity under an authentication scheme, e.g. `world:anyone` or `digest:user:hash`.
-    #[derive(Hash, PartialOrd, Ord, Serialize, Deserialize)]
+    #[derive(Hash, PartialOrd, Ord)]
     pub struct Id {
         /// The scheme: `world`, `auth`, `digest`, `ip`, `x509`, `sasl`, `super`.
         pub scheme: String,
@@ -90,7 +90,7 @@ impl Id {
 
 record! {
     /// One access-control entry: permissions granted to an identity.
-    #[derive(Hash, PartialOrd, Ord, Serialize, Deserialize)]
+    #[derive(Hash, PartialOrd, Ord)]
     pub struct Acl {
         /// Bitwise or of [`perms`] values.
         pub perms: i32,
@@ -119,7 +119,7 @@ impl Acl {
 
 record! {
     /// A node's metadata, all eleven fields of ZooKeeper's `Stat`.
-    #[derive(Copy, Hash, Serialize, Deserialize)]
+    #[derive(Copy, Hash)]
     pub struct Stat {
         /// Zxid of the change that created the node.
         pub czxid: i64,

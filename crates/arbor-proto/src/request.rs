@@ -6,7 +6,7 @@ use crate::opcode::OpCode;
 use crate::records::*;
 
 /// One operation inside a `multi` (writes) or `multiRead` (reads).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MultiOp {
     /// `create` (the result carries the path only).
     Create(CreateRequest),
@@ -92,7 +92,7 @@ impl MultiOp {
 }
 
 /// The operations of a `multi` or `multiRead` request (`MultiOperationRecord`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MultiRequest {
     /// The operations, in order.
     pub ops: Vec<MultiOp>,
