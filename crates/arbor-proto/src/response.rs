@@ -166,9 +166,13 @@ impl Jute for MultiResponse {
 /// The body of a successful reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {
-    /// No body: delete, check, ping, auth, setWatches, addWatch, removeWatches,
-    /// checkWatches, closeSession.
+    /// No body: delete, check, ping, auth, setWatches, removeWatches, checkWatches,
+    /// closeSession.
     Empty,
+    /// Reply to addWatch: ZooKeeper's server sends an `ErrorResponse` carrying 0 as the body,
+    /// and the Java client deserializes it (an empty body fails its read with a connection
+    /// loss).
+    AddWatch(ErrorResponse),
     /// Reply to create.
     Create(CreateResponse),
     /// Reply to create2, createTTL and createContainer.
@@ -206,6 +210,7 @@ impl Response {
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Response::Empty => {}
+            Response::AddWatch(r) => r.encode(out),
             Response::Create(r) => r.encode(out),
             Response::Create2(r) => r.encode(out),
             Response::Exists(r) => r.encode(out),
@@ -249,13 +254,13 @@ impl Response {
             OpCode::GetAllChildrenNumber => Response::GetAllChildrenNumber(Jute::decode(reader)?),
             OpCode::WhoAmI => Response::WhoAmI(Jute::decode(reader)?),
             OpCode::Sasl => Response::Sasl(Jute::decode(reader)?),
+            OpCode::AddWatch => Response::AddWatch(Jute::decode(reader)?),
             OpCode::Delete
             | OpCode::Check
             | OpCode::Ping
             | OpCode::Auth
             | OpCode::SetWatches
             | OpCode::SetWatches2
-            | OpCode::AddWatch
             | OpCode::RemoveWatches
             | OpCode::CheckWatches
             | OpCode::CloseSession => Response::Empty,
