@@ -32,13 +32,18 @@ impl<S: Storage> Raft<S> {
             .log
             .maybe_append(prev_index, prev_term, commit, entries, &bugs)
         {
-            Some(last_new) => self.send(
-                from,
-                MessageBody::AppendResponse {
-                    index: last_new,
-                    reject: None,
-                },
-            ),
+            Some((last_new, written)) => {
+                if let Some(from_index) = written {
+                    self.note_appended(from_index, entries);
+                }
+                self.send(
+                    from,
+                    MessageBody::AppendResponse {
+                        index: last_new,
+                        reject: None,
+                    },
+                );
+            }
             None => {
                 let probe = prev_index.min(self.log.last_index());
                 let (index, term) = self.log.find_conflict_by_term(probe, prev_term);
@@ -140,7 +145,9 @@ impl<S: Storage> Raft<S> {
             self.log.commit_to(meta.index);
             return;
         }
-        self.conf = meta.conf_state.clone();
+        self.base_conf = meta.conf_state.clone();
+        self.conf_history.clear();
+        self.conf = self.base_conf.clone();
         self.log.restore(snapshot);
         self.rebuild_progress();
     }

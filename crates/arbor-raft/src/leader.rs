@@ -54,7 +54,7 @@ impl<S: Storage> Raft<S> {
                 leader: self.leader,
             });
         }
-        if self.lead_transferee.is_some() {
+        if self.lead_transferee.is_some() || !self.conf.is_voter(self.id) {
             return Err(ProposeError::TransferInProgress);
         }
         let mut bytes = 0u64;
@@ -78,6 +78,16 @@ impl<S: Storage> Raft<S> {
         {
             return Err(ProposeError::Overloaded);
         }
+        self.append_proposal(payloads, kind)
+    }
+
+    /// Appends entries of this leader's term, adopts any membership among them, and
+    /// replicates them.
+    pub(crate) fn append_proposal(
+        &mut self,
+        payloads: Vec<Bytes>,
+        kind: EntryKind,
+    ) -> Result<Proposed, ProposeError> {
         let first = self.log.last_index().next();
         let mut entries = Vec::with_capacity(payloads.len());
         let mut position = self.next_position;
@@ -98,15 +108,46 @@ impl<S: Storage> Raft<S> {
         self.next_position = next_position(self.term, position)?;
         for e in &entries {
             self.uncommitted.push_back((e.index, e.size_bytes()));
+            self.uncommitted_bytes += e.size_bytes();
         }
-        self.uncommitted_bytes += bytes;
         let last = self.log.append(&entries);
+        if kind == EntryKind::ConfChange {
+            self.pending_conf_index = last;
+            self.note_appended(first, &entries);
+        }
         self.broadcast_append();
         Ok(Proposed {
             term: self.term,
             first,
             last,
         })
+    }
+
+    /// Once the latest membership entry is committed: leave a joint configuration, or step
+    /// down if this leader is no longer a voter (thesis §4.2.2; pitfall 7).
+    pub(crate) fn after_membership_commit(&mut self) {
+        if self.role != Role::Leader || self.last_conf_index() > self.log.committed {
+            return;
+        }
+        if self.conf.is_joint() {
+            let leave = crate::conf_change::ConfChange::leave_joint().encode();
+            let _ = self.append_proposal(vec![leave], EntryKind::ConfChange);
+        } else if !self.conf.is_voter(self.id) {
+            // Hand over to the most caught-up voter, then stop leading.
+            self.broadcast_append();
+            let last = self.log.last_index();
+            let successor = self
+                .progress
+                .iter()
+                .filter(|(id, pr)| self.conf.voters.contains(id) && pr.matched == last)
+                .map(|(id, _)| *id)
+                .next();
+            if let Some(to) = successor {
+                self.send_timeout_now(to);
+            }
+            let term = self.term;
+            self.become_follower(term, None);
+        }
     }
 
     pub(crate) fn step_leader(&mut self, m: Message) {
@@ -157,6 +198,10 @@ impl<S: Storage> Raft<S> {
             }
             // A transfer that did not finish within an election timeout is abandoned.
             self.lead_transferee = None;
+            self.after_membership_commit();
+            if self.role != Role::Leader {
+                return;
+            }
         }
         let retry: Vec<NodeId> = self
             .progress
@@ -351,9 +396,13 @@ impl<S: Storage> Raft<S> {
         pr.recent_active = true;
         pr.acked_sent_tick = Some(pr.acked_sent_tick.map_or(sent_tick, |t| t.max(sent_tick)));
         pr.read_round = pr.read_round.max(read_round);
-        if pr.state == ProgressState::Probe {
+        match pr.state {
             // A lost probe is retried on every heartbeat answer.
-            pr.probe_sent = false;
+            ProgressState::Probe => pr.probe_sent = false,
+            // Appends in a full window may all have been lost: let one more through, so a
+            // gap is eventually reported and replication resumes (etcd does the same).
+            ProgressState::Replicate if pr.inflights.full() => pr.inflights.free_first_one(),
+            _ => {}
         }
         if pr.matched < last_index {
             self.maybe_send_append(from, true);
@@ -376,6 +425,7 @@ impl<S: Storage> Raft<S> {
             return false;
         }
         let had_term_commit = self.log.committed >= self.noop_index;
+        let before = self.log.committed;
         self.log.commit_to(quorum_match);
         while let Some(&(index, bytes)) = self.uncommitted.front() {
             if index > quorum_match {
@@ -391,6 +441,9 @@ impl<S: Storage> Raft<S> {
             for (context, from) in waiting {
                 let _ = self.read_index(context, from);
             }
+        }
+        if self.last_conf_index() > before {
+            self.after_membership_commit();
         }
         true
     }

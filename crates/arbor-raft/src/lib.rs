@@ -98,18 +98,24 @@
 //!   once, which joint consensus handles in one step, and because it avoids the
 //!   single-server-change safety pitfalls (a new leader's no-op must commit first; removing a
 //!   leader of two). Every change of the voter set enters C_old,new; the leader proposes the
-//!   leave entry itself once the first is applied. A leader removed from the configuration
-//!   steps down. Leadership transfer by TimeoutNow.
+//!   leave entry itself once the first is committed. As in the thesis (§4.1), a membership
+//!   takes effect on each server as soon as its entry is in the log, committed or not (and is
+//!   undone if the entry is truncated): an earlier version switched at apply time, as etcd
+//!   does, and the simulator found a cluster that could never elect a leader again (a node
+//!   that had not learned that the leave entry committed kept waiting for the vote of a
+//!   removed node whose longer log made it refuse). A leader that is not a voter of the
+//!   committed configuration hands over with TimeoutNow and steps down (pitfall 7).
+//!   Leadership transfer by TimeoutNow.
 //! * **zxid** ([`Zxid`]): `(term << 32) | position within the term`, where the term's no-op
 //!   is position 0. It orders exactly as the log.
 //! * **Limits**: uncommitted entries and bytes (proposals beyond them are rejected with
 //!   [`ProposeError::Overloaded`]), entry size, append and snapshot chunk size, inflight
 //!   messages and bytes, pending reads, committed bytes per Ready.
 //!
-//! Membership and snapshots: the application records the membership with each snapshot
-//! ([`MemStorage::create_snapshot`]); on restart committed membership entries after it are
-//! re-applied through [`RawNode::apply_conf_change`], and a node does not campaign while
-//! committed membership changes are unapplied.
+//! Membership and snapshots: the application keeps the membership as of its applied index
+//! (updating it with [`ConfChange::apply_to`] as it applies membership entries) and stores
+//! it with each snapshot ([`MemStorage::create_snapshot`]); on restart the core starts from
+//! the snapshot's membership and re-reads the membership entries in the log after it.
 #![deny(missing_docs)]
 
 mod bugs;

@@ -61,6 +61,13 @@ impl Inflights {
         }
     }
 
+    /// Frees the oldest message in the window.
+    pub(crate) fn free_first_one(&mut self) {
+        if let Some((_, bytes)) = self.window.pop_front() {
+            self.bytes -= bytes;
+        }
+    }
+
     pub(crate) fn reset(&mut self) {
         self.window.clear();
         self.bytes = 0;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 
 use crate::bugs::Bugs;
+use crate::conf_change::ConfChange;
 use crate::config::Config;
 use crate::error::RaftError;
 use crate::message::{Message, MessageBody};
@@ -14,7 +15,9 @@ use crate::quorum::{self, VoteResult};
 use crate::raft_log::RaftLog;
 use crate::rng::SplitMix64;
 use crate::storage::Storage;
-use crate::types::{ConfState, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term};
+use crate::types::{
+    ConfState, Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term,
+};
 
 /// A read whose index is known: once the state machine has applied `index`, a read for
 /// `context` observes every write that completed before the read was requested.
@@ -53,7 +56,13 @@ pub(crate) struct Raft<S: Storage> {
     pub(crate) log: RaftLog<S>,
     pub(crate) role: Role,
     pub(crate) leader: Option<NodeId>,
+    /// The membership in force: that of the last membership entry in the log, committed or
+    /// not (thesis §4.1), else `base_conf`.
     pub(crate) conf: ConfState,
+    /// The membership at the start of the log (the snapshot's).
+    pub(crate) base_conf: ConfState,
+    /// Membership entries in the log after its start: (index, membership it establishes).
+    pub(crate) conf_history: Vec<(LogIndex, ConfState)>,
     /// Replication progress of every node in `conf` (the leader's own entry tracks what it
     /// has made durable).
     pub(crate) progress: BTreeMap<NodeId, Progress>,
@@ -109,7 +118,9 @@ impl<S: Storage> Raft<S> {
             log,
             role: Role::Follower,
             leader: None,
-            conf: state.conf_state,
+            conf: state.conf_state.clone(),
+            base_conf: state.conf_state,
+            conf_history: Vec::new(),
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
             msgs: Vec::new(),
@@ -136,6 +147,12 @@ impl<S: Storage> Raft<S> {
             reads_awaiting_noop: VecDeque::new(),
             incoming_snapshot: None,
         };
+        let first = raft.log.first_index();
+        let last = raft.log.last_index();
+        if first <= last {
+            let entries = raft.log.entries(first, last.next(), u64::MAX)?;
+            raft.note_appended(first, &entries);
+        }
         raft.rebuild_progress();
         let term = raft.term;
         raft.become_follower(term, None);
@@ -160,6 +177,41 @@ impl<S: Storage> Raft<S> {
     /// Whether this node may campaign: it votes in the current configuration.
     pub(crate) fn promotable(&self) -> bool {
         self.conf.is_voter(self.id)
+    }
+
+    /// Entries from `from` on were (re)written: drop membership entries that were truncated
+    /// and adopt those among `entries` (a membership takes effect when appended).
+    pub(crate) fn note_appended(&mut self, from: LogIndex, entries: &[Entry]) {
+        let before = self.conf_history.len();
+        self.conf_history.retain(|(index, _)| *index < from);
+        let mut changed = self.conf_history.len() != before;
+        for e in entries
+            .iter()
+            .filter(|e| e.index >= from && e.kind == EntryKind::ConfChange)
+        {
+            let current = self
+                .conf_history
+                .last()
+                .map_or_else(|| self.base_conf.clone(), |(_, c)| c.clone());
+            // Every replica computes the same result, including "invalid: unchanged".
+            let next = ConfChange::decode(&e.data)
+                .and_then(|cc| cc.apply_to(&current))
+                .unwrap_or(current);
+            self.conf_history.push((e.index, next));
+            changed = true;
+        }
+        if changed {
+            self.conf = self
+                .conf_history
+                .last()
+                .map_or_else(|| self.base_conf.clone(), |(_, c)| c.clone());
+            self.rebuild_progress();
+        }
+    }
+
+    /// The index of the latest membership entry in the log (0 if none).
+    pub(crate) fn last_conf_index(&self) -> LogIndex {
+        self.conf_history.last().map_or(LogIndex(0), |(i, _)| *i)
     }
 
     pub(crate) fn rebuild_progress(&mut self) {
@@ -287,25 +339,13 @@ impl<S: Storage> Raft<S> {
 
     /// Starts an election (or pre-election) if this node may.
     pub(crate) fn hup(&mut self, transfer: bool) {
-        if self.role == Role::Leader || !self.promotable() || self.has_unapplied_conf_changes() {
+        if self.role == Role::Leader || !self.promotable() {
             return;
         }
         if self.cfg.pre_vote && !transfer {
             self.campaign_pre_vote();
         } else {
             self.campaign(transfer);
-        }
-    }
-
-    fn has_unapplied_conf_changes(&self) -> bool {
-        let from = self.log.applied.next();
-        let to = self.log.committed.next();
-        if from >= to {
-            return false;
-        }
-        match self.log.entries(from, to, u64::MAX) {
-            Ok(entries) => entries.iter().any(|e| e.kind == EntryKind::ConfChange),
-            Err(_) => true,
         }
     }
 

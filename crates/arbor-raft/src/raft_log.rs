@@ -163,7 +163,8 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// Follower side of AppendEntries (Raft §5.3). Returns the last index verified to match
-    /// the leader, or `None` if `(prev_index, prev_term)` does not match.
+    /// the leader and the index from which entries were written (if any were), or `None` if
+    /// `(prev_index, prev_term)` does not match.
     ///
     /// Only a real conflict truncates (pitfall 8): a stale or duplicated append whose entries
     /// all match leaves any longer suffix alone, and commit never moves past what this very
@@ -175,7 +176,7 @@ impl<S: Storage> RaftLog<S> {
         commit: LogIndex,
         entries: &[Entry],
         bugs: &Bugs,
-    ) -> Option<LogIndex> {
+    ) -> Option<(LogIndex, Option<LogIndex>)> {
         if !self.match_term(prev_index, prev_term) {
             return None;
         }
@@ -183,6 +184,7 @@ impl<S: Storage> RaftLog<S> {
         let conflict = entries
             .iter()
             .position(|e| !self.match_term(e.index, e.term));
+        let mut written = None;
         match conflict {
             Some(at) => {
                 let first_conflict = entries[at].index;
@@ -203,6 +205,7 @@ impl<S: Storage> RaftLog<S> {
                 } else {
                     self.append(&entries[at..]);
                 }
+                written = Some(first_conflict);
             }
             None => {
                 if Bugs::on(bugs.truncate_matching_suffix)
@@ -212,11 +215,12 @@ impl<S: Storage> RaftLog<S> {
                 {
                     // Deliberate bug: treat every append as authoritative for the tail.
                     self.append(entries);
+                    written = Some(entries[0].index);
                 }
             }
         }
         self.commit_to(commit.min(last_new));
-        Some(last_new)
+        Some((last_new, written))
     }
 
     /// Appends entries (truncating any suffix from the first one's index) and returns the new

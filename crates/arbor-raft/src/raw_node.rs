@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crate::bugs::Bugs;
 use crate::conf_change::{ConfChange, ConfChangeError};
 use crate::config::Config;
-use crate::error::{ProposeError, RaftError, ReadError, StepError};
+use crate::error::{ProposeError, RaftError, ReadError, StepError, StorageError};
 use crate::leader::Proposed;
 use crate::message::Message;
 use crate::raft::{Raft, ReadState};
@@ -25,8 +25,9 @@ use crate::types::{
 ///    overwrite-from-first-index semantics.
 /// 3. Only then may `persisted_messages` be sent (votes and append acknowledgements).
 /// 4. `committed_entries` are committed *and* durable here; apply them in order (and install
-///    `snapshot` first if there is one). Membership entries go through
-///    [`RawNode::apply_conf_change`].
+///    `snapshot` first if there is one). For membership entries the application updates
+///    its own record of the membership with [`ConfChange::apply_to`] (it stores it with its
+///    snapshots); the core already switched when the entry was appended.
 /// 5. `read_states` may be answered once the state machine has applied their index.
 /// 6. Hand the Ready back to [`RawNode::advance`]: that is the explicit acknowledgement that
 ///    steps 2 and 4 are done, and only then does the leader count itself toward commitment.
@@ -145,7 +146,8 @@ impl<S: Storage> RawNode<S> {
     /// [`ProposeError::ConfChangePending`] while another change is unapplied,
     /// [`ProposeError::InvalidConfChange`] if it cannot apply, or any propose error.
     pub fn propose_conf_change(&mut self, change: &ConfChange) -> Result<Proposed, ProposeError> {
-        if self.raft.role == Role::Leader && self.raft.pending_conf_index > self.raft.log.applied {
+        if self.raft.role == Role::Leader && self.raft.pending_conf_index > self.raft.log.committed
+        {
             return Err(ProposeError::ConfChangePending);
         }
         match change.apply_to(&self.raft.conf) {
@@ -155,40 +157,8 @@ impl<S: Storage> RawNode<S> {
                 return Err(ProposeError::InvalidConfChange("malformed"));
             }
         }
-        let proposed = self
-            .raft
-            .propose(vec![change.encode()], EntryKind::ConfChange)?;
-        self.raft.pending_conf_index = proposed.last;
-        Ok(proposed)
-    }
-
-    /// Applies a committed membership change (call it when applying a `ConfChange` entry, in
-    /// log order) and returns the new membership for the application to record with its
-    /// state.
-    ///
-    /// # Errors
-    /// [`ConfChangeError`] if the entry does not decode or apply; the membership is then
-    /// unchanged on every replica alike.
-    pub fn apply_conf_change(&mut self, change: &ConfChange) -> Result<ConfState, ConfChangeError> {
-        let next = change.apply_to(&self.raft.conf)?;
-        self.raft.conf = next.clone();
-        self.raft.rebuild_progress();
-        let raft = &mut self.raft;
-        if raft.role == Role::Leader {
-            if !raft.conf.is_voter(raft.id) {
-                // A removed leader steps down instead of heartbeating on (pitfall 7).
-                let term = raft.term;
-                raft.become_follower(term, None);
-            } else {
-                if raft.lead_transferee.is_some_and(|t| !raft.conf.is_voter(t)) {
-                    raft.lead_transferee = None;
-                }
-                // The quorum rules changed: commit may move, and new members need the log.
-                raft.maybe_commit();
-                raft.broadcast_append();
-            }
-        }
-        Ok(next)
+        self.raft
+            .propose(vec![change.encode()], EntryKind::ConfChange)
     }
 
     /// Requests a linearizable read. The answer arrives as a [`ReadState`] in a later Ready;
@@ -220,6 +190,14 @@ impl<S: Storage> RawNode<S> {
     /// Whether this leader holds a valid lease right now.
     pub fn has_valid_lease(&self) -> bool {
         self.lease_remaining_ticks().is_some()
+    }
+
+    /// The term of the entry at `index` in this node's log (durable or not).
+    ///
+    /// # Errors
+    /// [`StorageError::Compacted`] or [`StorageError::Unavailable`].
+    pub fn term_at(&self, index: LogIndex) -> Result<Term, StorageError> {
+        self.raft.log.term(index)
     }
 
     /// A summary of the node's state.
@@ -338,16 +316,5 @@ impl<S: Storage> RawNode<S> {
         }
         let persisted = self.prev_hard_state;
         raft.on_persisted(persisted);
-        // A leader in a joint configuration leaves it once the entry that entered it applied.
-        if raft.role == Role::Leader
-            && raft.conf.is_joint()
-            && raft.log.applied >= raft.pending_conf_index
-            && let Ok(proposed) = raft.propose(
-                vec![ConfChange::leave_joint().encode()],
-                EntryKind::ConfChange,
-            )
-        {
-            raft.pending_conf_index = proposed.last;
-        }
     }
 }

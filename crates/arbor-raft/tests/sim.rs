@@ -1,0 +1,329 @@
+//! Deterministic simulation of arbor-raft clusters (in the manner of TigerBeetle's VOPR).
+//!
+//! One `u64` seed drives everything: the cluster shape (1, 3, 5 or 7 voters plus spare
+//! nodes for membership changes), the fault mix, every fault and every client action. A
+//! faulty safety phase is followed by a fault-free liveness phase; the checker compares
+//! every replica against one canonical history after every step.
+//!
+//! Environment:
+//! * `ARBOR_SIM_SEEDS=N` — how many seeds `simulate_many_seeds` runs (default 2000).
+//! * `ARBOR_SIM_SEED=S` — replay one seed (with a trace when `ARBOR_SIM_TRACE=1`).
+//! * `ARBOR_SIM_SOAK=1` — run random seeds until one fails.
+
+mod sim {
+    pub mod checker;
+    pub mod run;
+    pub mod world;
+}
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arbor_raft::{Bugs, LogIndex, NodeId, ReadOnlyOption, Role};
+use sim::checker::{Checker, Violation};
+use sim::run::run_seed;
+use sim::world::{ELECTION_TICKS, Faults, World};
+
+const DEFAULT_SEEDS: u64 = 2000;
+/// The first seed CI runs; runs are reproducible across machines.
+const BASE_SEED: u64 = 0xA5B0_0000;
+
+fn replay_command(seed: u64) -> String {
+    format!(
+        "ARBOR_SIM_SEED={seed} ARBOR_SIM_TRACE=1 cargo test -p arbor-raft --test sim -- \
+         simulate_many_seeds --nocapture"
+    )
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+fn check_seed(seed: u64, trace: bool) {
+    println!("SEED={seed}");
+    if let Err(violation) = run_seed(seed, Bugs::default(), trace) {
+        panic!(
+            "SEED={seed}: {}\nreplay with: {}",
+            violation.0,
+            replay_command(seed)
+        );
+    }
+}
+
+#[test]
+fn simulate_many_seeds() {
+    if let Some(seed) = env_u64("ARBOR_SIM_SEED") {
+        check_seed(seed, std::env::var("ARBOR_SIM_TRACE").is_ok());
+        return;
+    }
+    if std::env::var("ARBOR_SIM_SOAK").is_ok() {
+        let base = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        println!("soak: base seed {base}");
+        for i in 0.. {
+            let seed = base.wrapping_add(i);
+            if i % 1000 == 0 {
+                println!("soak: {i} seeds done");
+            }
+            check_seed(seed, false);
+        }
+    }
+    let count = env_u64("ARBOR_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS);
+    let started = Instant::now();
+    let mut committed = 0;
+    let mut reads = 0;
+    for i in 0..count {
+        let seed = BASE_SEED + i;
+        println!("SEED={seed}");
+        match run_seed(seed, Bugs::default(), false) {
+            Ok(outcome) => {
+                committed += outcome.committed;
+                reads += outcome.reads_checked;
+            }
+            Err(violation) => panic!(
+                "SEED={seed}: {}\nreplay with: {}",
+                violation.0,
+                replay_command(seed)
+            ),
+        }
+    }
+    eprintln!(
+        "simulated {count} seeds in {:?}: {committed} proposals committed, {reads} reads checked",
+        started.elapsed()
+    );
+}
+
+/// Runs seeds with `bugs` switched on and returns the first seed the simulator catches.
+fn first_caught(bugs: Bugs, seeds: u64) -> Option<(u64, Violation)> {
+    (0..seeds)
+        .map(|i| BASE_SEED + 7_000_000 + i)
+        .find_map(|seed| {
+            run_seed(seed, bugs, false)
+                .err()
+                .map(|violation| (seed, violation))
+        })
+}
+
+fn assert_caught(name: &str, bugs: Bugs, seeds: u64) {
+    match first_caught(bugs, seeds) {
+        Some((seed, violation)) => {
+            println!("{name}: caught at SEED={seed}: {}", violation.0);
+        }
+        None => panic!("{name}: the simulator did not catch the bug within {seeds} seeds"),
+    }
+}
+
+#[test]
+fn simulator_catches_commit_of_prior_term_entries() {
+    assert_caught(
+        "figure 8",
+        Bugs {
+            commit_prior_term: true,
+            ..Bugs::default()
+        },
+        400,
+    );
+}
+
+#[test]
+fn simulator_catches_unpersisted_vote() {
+    assert_caught(
+        "forget vote",
+        Bugs {
+            forget_vote: true,
+            ..Bugs::default()
+        },
+        400,
+    );
+}
+
+#[test]
+fn simulator_catches_skipped_truncation() {
+    assert_caught(
+        "skip truncation",
+        Bugs {
+            skip_truncation: true,
+            ..Bugs::default()
+        },
+        400,
+    );
+}
+
+#[test]
+fn simulator_catches_truncation_of_matching_suffix() {
+    assert_caught(
+        "truncate matching suffix",
+        Bugs {
+            truncate_matching_suffix: true,
+            ..Bugs::default()
+        },
+        400,
+    );
+}
+
+#[test]
+fn simulator_catches_read_index_before_noop_commits() {
+    assert_caught(
+        "read index before no-op",
+        Bugs {
+            read_index_before_noop: true,
+            ..Bugs::default()
+        },
+        400,
+    );
+}
+
+#[test]
+fn simulator_catches_ack_before_persist() {
+    assert_caught(
+        "ack before persist",
+        Bugs {
+            ack_before_persist: true,
+            ..Bugs::default()
+        },
+        400,
+    );
+}
+
+#[test]
+fn checker_objects_to_a_known_bad_history() {
+    let mut checker = Checker::default();
+    checker
+        .observe_leader(arbor_raft::Term(2), NodeId(1))
+        .expect("first leader of term 2");
+    assert!(
+        checker
+            .observe_leader(arbor_raft::Term(2), NodeId(2))
+            .is_err(),
+        "two leaders in one term"
+    );
+    checker
+        .observe_commit(
+            NodeId(1),
+            LogIndex(5),
+            arbor_raft::Term(2),
+            arbor_raft::Term(2),
+        )
+        .expect("first commit");
+    assert!(
+        checker
+            .observe_commit(
+                NodeId(2),
+                LogIndex(5),
+                arbor_raft::Term(3),
+                arbor_raft::Term(3)
+            )
+            .is_err(),
+        "a committed entry replaced"
+    );
+    checker.read_requested(b"r".to_vec());
+    assert!(
+        checker.read_answered(NodeId(1), b"r", LogIndex(4)).is_err(),
+        "a read older than a known commit"
+    );
+    assert!(checker.lease_held(NodeId(1), LogIndex(3)).is_err());
+}
+
+/// The classic question: a stop-the-world pause freezes the leader and its heartbeats stop.
+/// The others elect a new leader; when the old one wakes it learns the higher term, becomes
+/// follower, loses every entry it had that was never committed, and catches up.
+#[test]
+fn paused_leader_is_replaced_and_truncates_its_uncommitted_entries() {
+    let mut world = World::new(42, 3, 0, ReadOnlyOption::Safe, Bugs::default());
+    world.faults = Faults::none();
+    world.trace = std::env::var("ARBOR_SIM_TRACE").is_ok();
+    let leader = loop {
+        world.step(false, false).expect("safe");
+        if let Some(l) = world.leader() {
+            break l;
+        }
+        assert!(world.now < 50 * ELECTION_TICKS, "no first leader");
+    };
+    for _ in 0..5 {
+        assert!(world.propose_on(leader));
+        world.step(false, false).expect("safe");
+    }
+    for _ in 0..(3 * ELECTION_TICKS) {
+        world.step(false, false).expect("safe");
+    }
+    let old_term = world.nodes[&leader].raw.as_ref().unwrap().status().term;
+    let committed_before = world.nodes[&leader].raw.as_ref().unwrap().status().commit;
+    // Cut the leader off, let it accept proposals nobody else sees, then freeze it.
+    let others: Vec<NodeId> = world.ids().into_iter().filter(|&i| i != leader).collect();
+    world.isolate(leader, u64::MAX);
+    for _ in 0..3 {
+        assert!(world.propose_on(leader));
+    }
+    world.step(false, false).expect("safe");
+    let stale_last = world.nodes[&leader]
+        .raw
+        .as_ref()
+        .unwrap()
+        .status()
+        .last_index;
+    assert!(stale_last > committed_before);
+    world.pause(leader, u64::MAX);
+    world.unblock_all();
+    // The others elect a new leader and commit new entries at the stale indexes.
+    let new_leader = loop {
+        world.step(false, false).expect("safe");
+        if let Some(l) = world.leader() {
+            if l != leader {
+                break l;
+            }
+        }
+        assert!(
+            world.now < 100 * ELECTION_TICKS,
+            "no new leader while the old one sleeps"
+        );
+    };
+    for _ in 0..5 {
+        assert!(world.propose_on(new_leader));
+        world.step(false, false).expect("safe");
+    }
+    for _ in 0..(2 * ELECTION_TICKS) {
+        world.step(false, false).expect("safe");
+    }
+    let new_commit = world.nodes[&new_leader]
+        .raw
+        .as_ref()
+        .unwrap()
+        .status()
+        .commit;
+    assert!(
+        new_commit > stale_last,
+        "new leader committed over the stale indexes"
+    );
+    // Wake the old leader: missed ticks first (monotonic clock), then the messages.
+    world.resume(leader);
+    let status = world.nodes[&leader].raw.as_ref().unwrap().status();
+    assert_ne!(
+        status.role,
+        Role::Leader,
+        "check-quorum deposes it as it wakes"
+    );
+    for _ in 0..(4 * ELECTION_TICKS) {
+        world.step(false, false).expect("safe");
+    }
+    let node = &world.nodes[&leader];
+    let raw = node.raw.as_ref().unwrap();
+    let status = raw.status();
+    assert_eq!(status.role, Role::Follower);
+    assert!(status.term > old_term);
+    assert_eq!(status.leader, Some(new_leader));
+    let reference = world.nodes[&others[0]].raw.as_ref().unwrap();
+    for i in (committed_before.0 + 1)..=stale_last.0 {
+        assert_eq!(
+            raw.term_at(LogIndex(i)),
+            reference.term_at(LogIndex(i)),
+            "uncommitted entry {i} of the old leader was truncated and replaced"
+        );
+    }
+    assert!(node.applied >= new_commit, "caught up");
+    assert_eq!(
+        world.checker.digest_at(node.applied),
+        Some(node.digest),
+        "same state as everyone"
+    );
+}

@@ -1,0 +1,157 @@
+//! One simulation run: a faulty safety phase, then a fault-free liveness phase.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use arbor_raft::{Bugs, ReadOnlyOption, Role};
+
+use super::checker::Violation;
+use super::world::{ELECTION_TICKS, Rng, World};
+
+/// Ticks after healing within which a leader must exist.
+pub const LIVENESS_LEADER_TICKS: u64 = 40 * ELECTION_TICKS;
+/// Ticks after a leader exists within which fresh proposals must commit everywhere.
+pub const LIVENESS_COMMIT_TICKS: u64 = 40 * ELECTION_TICKS;
+/// Fresh proposals made after healing.
+pub const LIVENESS_PROPOSALS: usize = 3;
+
+/// What a run looked like.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub voters: usize,
+    pub ticks: u64,
+    pub committed: usize,
+    pub reads_checked: u64,
+}
+
+/// The shape of a run, drawn from its seed.
+pub struct Shape {
+    pub voters: usize,
+    pub spares: usize,
+    pub read_only: ReadOnlyOption,
+    pub safety_ticks: u64,
+}
+
+impl Shape {
+    pub fn from_seed(seed: u64) -> Shape {
+        let mut rng = Rng::new(seed ^ 0x5eed_5eed_5eed_5eed);
+        Shape {
+            voters: [1, 3, 3, 5, 5, 7][rng.below(6) as usize],
+            spares: rng.below(3) as usize,
+            read_only: if rng.chance(500) {
+                ReadOnlyOption::Safe
+            } else {
+                ReadOnlyOption::LeaseBased
+            },
+            safety_ticks: 200 + rng.below(300),
+        }
+    }
+}
+
+/// Runs one seed; a panic inside the core counts as a failure too.
+pub fn run_seed(seed: u64, bugs: Bugs, trace: bool) -> Result<Outcome, Violation> {
+    match catch_unwind(AssertUnwindSafe(|| run_seed_inner(seed, bugs, trace))) {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_default();
+            Err(Violation(format!("panic: {message}")))
+        }
+    }
+}
+
+fn run_seed_inner(seed: u64, bugs: Bugs, trace: bool) -> Result<Outcome, Violation> {
+    let shape = Shape::from_seed(seed);
+    let mut world = World::new(seed, shape.voters, shape.spares, shape.read_only, bugs);
+    world.trace = trace;
+    if trace {
+        println!(
+            "shape: voters={} spares={} faults={:?}",
+            shape.voters, shape.spares, world.faults
+        );
+    }
+    for _ in 0..shape.safety_ticks {
+        world.step(true, true)?;
+    }
+    world.heal();
+    liveness(&mut world)?;
+    if trace {
+        println!("stats: {:?}", world.stats);
+    }
+    Ok(Outcome {
+        voters: shape.voters,
+        ticks: world.now,
+        committed: world.committed_proposals.len(),
+        reads_checked: world.checker.reads_checked,
+    })
+}
+
+/// After healing: a leader within bounded time, then fresh proposals committed and applied
+/// by every member of the configuration.
+pub fn liveness(world: &mut World) -> Result<(), Violation> {
+    let deadline = world.now + LIVENESS_LEADER_TICKS;
+    let leader = loop {
+        world.step(false, false)?;
+        if let Some(leader) = world.leader() {
+            break leader;
+        }
+        if world.now > deadline {
+            if world.trace {
+                world.dump();
+            }
+            return Err(Violation(format!(
+                "liveness: no leader {LIVENESS_LEADER_TICKS} ticks after healing"
+            )));
+        }
+    };
+    let _ = leader;
+    let deadline = world.now + LIVENESS_COMMIT_TICKS;
+    let mut accepted = 0;
+    loop {
+        if accepted < LIVENESS_PROPOSALS {
+            if let Some(leader) = world.leader() {
+                if world.propose_on(leader) {
+                    accepted += 1;
+                }
+            }
+        }
+        world.step(false, false)?;
+        if accepted == LIVENESS_PROPOSALS && converged(world) {
+            return Ok(());
+        }
+        if world.now > deadline {
+            if world.trace {
+                world.dump();
+            }
+            return Err(Violation(format!(
+                "liveness: proposals not committed everywhere {LIVENESS_COMMIT_TICKS} ticks \
+                 after a leader appeared ({} of {LIVENESS_PROPOSALS} accepted)",
+                accepted
+            )));
+        }
+    }
+}
+
+/// Whether every member of the leader's configuration applied the leader's commit index.
+fn converged(world: &World) -> bool {
+    let Some(leader) = world.leader() else {
+        return false;
+    };
+    let Some(status) = world.nodes[&leader].raw.as_ref().map(|r| r.status()) else {
+        return false;
+    };
+    if status.role != Role::Leader || status.conf_state.is_joint() {
+        return false;
+    }
+    status.conf_state.all_nodes().iter().all(|id| {
+        world.nodes[id]
+            .raw
+            .as_ref()
+            .is_some_and(|r| r.status().applied >= status.commit)
+    }) && world
+        .pending_proposals
+        .iter()
+        .all(|(_, &term)| term < status.term)
+}

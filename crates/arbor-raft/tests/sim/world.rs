@@ -1,0 +1,827 @@
+//! The simulated cluster: nodes, a faulty network, crashes that lose unsynced writes, long
+//! pauses, membership changes and snapshots, all driven by one seeded RNG.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arbor_raft::{
+    Bugs, ConfChange, ConfChangeSingle, ConfState, Config, Entry, EntryKind, LogIndex, MemStorage,
+    Message, NodeId, ProposeError, RawNode, ReadOnlyOption, Ready, Role, Snapshot, Storage, Term,
+};
+use bytes::Bytes;
+
+use super::checker::{Checker, Violation, apply_digest};
+
+/// Deterministic RNG for the simulator (SplitMix64).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// A number in `[0, n)`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+    /// True with probability `per_mille / 1000`.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
+        if items.is_empty() {
+            None
+        } else {
+            Some(items[self.below(items.len() as u64) as usize])
+        }
+    }
+}
+
+/// The fault mix of one run, drawn from its seed.
+#[derive(Clone, Debug)]
+pub struct Faults {
+    pub drop_per_mille: u64,
+    pub duplicate_per_mille: u64,
+    /// Extra delivery delay, in ticks, drawn uniformly from `[0, delay_ticks_max]`.
+    pub delay_ticks_max: u64,
+    pub partition_per_mille: u64,
+    pub crash_per_mille: u64,
+    pub pause_per_mille: u64,
+    pub conf_change_per_mille: u64,
+    pub snapshot_per_mille: u64,
+    /// How long a Ready may wait before it is persisted (its `messages` leave at once).
+    pub persist_delay_ticks_max: u64,
+}
+
+impl Faults {
+    pub fn random(rng: &mut Rng) -> Faults {
+        Faults {
+            drop_per_mille: [0, 10, 50, 200][rng.below(4) as usize],
+            duplicate_per_mille: [0, 20, 100][rng.below(3) as usize],
+            delay_ticks_max: [0, 2, 6][rng.below(3) as usize],
+            partition_per_mille: [0, 5, 20][rng.below(3) as usize],
+            crash_per_mille: [0, 5, 20][rng.below(3) as usize],
+            pause_per_mille: [0, 3, 10][rng.below(3) as usize],
+            conf_change_per_mille: [0, 10, 40][rng.below(3) as usize],
+            snapshot_per_mille: [0, 20, 80][rng.below(3) as usize],
+            persist_delay_ticks_max: [0, 1, 4][rng.below(3) as usize],
+        }
+    }
+
+    pub fn none() -> Faults {
+        Faults {
+            drop_per_mille: 0,
+            duplicate_per_mille: 0,
+            delay_ticks_max: 0,
+            partition_per_mille: 0,
+            crash_per_mille: 0,
+            pause_per_mille: 0,
+            conf_change_per_mille: 0,
+            snapshot_per_mille: 0,
+            persist_delay_ticks_max: 0,
+        }
+    }
+}
+
+/// One simulated server.
+pub struct SimNode {
+    pub id: NodeId,
+    pub config: Config,
+    /// `None` while crashed.
+    pub raw: Option<RawNode<MemStorage>>,
+    /// What survives a crash (kept in sync on every persist).
+    pub durable: MemStorage,
+    /// A Ready whose messages went out and whose writes are not durable yet.
+    pending: Option<(u64, Ready)>,
+    pub paused_until: Option<u64>,
+    missed_ticks: u64,
+    pub down_until: Option<u64>,
+    /// State machine: applied index and running digest, and the membership applied.
+    pub applied: LogIndex,
+    pub digest: u64,
+    pub conf: ConfState,
+    last_zxid: u64,
+    durable_commit: LogIndex,
+}
+
+pub struct World {
+    pub seed: u64,
+    pub rng: Rng,
+    pub now: u64,
+    pub nodes: BTreeMap<NodeId, SimNode>,
+    /// (deliver at, sequence, message)
+    network: Vec<(u64, u64, Message)>,
+    seq: u64,
+    /// Directed links that drop everything: (from, to) -> until.
+    blocked: BTreeMap<(NodeId, NodeId), u64>,
+    pub faults: Faults,
+    pub checker: Checker,
+    pub bugs: Bugs,
+    next_proposal: u64,
+    /// Accepted proposals not yet seen applied: payload -> term.
+    pub pending_proposals: BTreeMap<Vec<u8>, Term>,
+    pub committed_proposals: BTreeSet<Vec<u8>>,
+    next_read: u64,
+    pub stats: Stats,
+    pub trace: bool,
+}
+
+#[derive(Default, Debug, Clone)]
+pub struct Stats {
+    pub crashes: u64,
+    pub pauses: u64,
+    pub partitions: u64,
+    pub conf_changes: u64,
+    pub snapshots: u64,
+    pub snapshots_installed: u64,
+    pub proposals_rejected: u64,
+    pub leader_changes: u64,
+}
+
+pub const ELECTION_TICKS: u64 = 10;
+
+impl World {
+    pub fn new(
+        seed: u64,
+        voters: usize,
+        spares: usize,
+        read_only: ReadOnlyOption,
+        bugs: Bugs,
+    ) -> World {
+        let mut rng = Rng::new(seed);
+        let faults = Faults::random(&mut rng);
+        let initial = ConfState::with_voters((1..=voters as u64).map(NodeId));
+        let mut nodes = BTreeMap::new();
+        for i in 1..=(voters + spares) as u64 {
+            let id = NodeId(i);
+            let mut config = Config::new(id);
+            config.election_timeout_ticks = ELECTION_TICKS;
+            config.heartbeat_interval_ticks = 2;
+            config.random_seed = rng.next_u64();
+            config.read_only_option = read_only;
+            config.append_bytes_max = 200;
+            config.inflight_msgs_max = 4;
+            config.inflight_bytes_max = 2000;
+            config.uncommitted_entries_max = 64;
+            config.snapshot_chunk_bytes_max = 64;
+            let durable = MemStorage::new_with_conf_state(initial.clone());
+            let mut raw = RawNode::new(&config, durable.clone()).expect("valid config");
+            raw.set_deliberate_bugs(bugs);
+            nodes.insert(
+                id,
+                SimNode {
+                    id,
+                    config,
+                    raw: Some(raw),
+                    durable,
+                    pending: None,
+                    paused_until: None,
+                    missed_ticks: 0,
+                    down_until: None,
+                    applied: LogIndex(0),
+                    digest: 0,
+                    conf: initial.clone(),
+                    last_zxid: 0,
+                    durable_commit: LogIndex(0),
+                },
+            );
+        }
+        World {
+            seed,
+            rng,
+            now: 0,
+            nodes,
+            network: Vec::new(),
+            seq: 0,
+            blocked: BTreeMap::new(),
+            faults,
+            checker: Checker::default(),
+            bugs,
+            next_proposal: 0,
+            pending_proposals: BTreeMap::new(),
+            committed_proposals: BTreeSet::new(),
+            next_read: 0,
+            stats: Stats::default(),
+            trace: false,
+        }
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    fn running(&self, id: NodeId) -> bool {
+        let n = &self.nodes[&id];
+        n.raw.is_some() && n.paused_until.is_none()
+    }
+
+    /// The leader with the highest term among running nodes.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .values()
+            .filter(|n| n.paused_until.is_none())
+            .filter_map(|n| n.raw.as_ref().map(|r| (n.id, r.status())))
+            .filter(|(_, s)| s.role == Role::Leader)
+            .max_by_key(|(_, s)| s.term)
+            .map(|(id, _)| id)
+    }
+
+    fn send(&mut self, m: Message) {
+        if self.blocked.contains_key(&(m.from, m.to)) || self.rng.chance(self.faults.drop_per_mille)
+        {
+            return;
+        }
+        let copies = if self.rng.chance(self.faults.duplicate_per_mille) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let at = self.now + 1 + self.rng.below(self.faults.delay_ticks_max + 1);
+            self.seq += 1;
+            self.network.push((at, self.seq, m.clone()));
+        }
+    }
+
+    /// One tick of simulated time. `faulty` enables the fault injection.
+    pub fn step(&mut self, faulty: bool, client_load: bool) -> Result<(), Violation> {
+        self.now += 1;
+        if faulty {
+            self.inject_faults();
+        }
+        self.wake_up();
+        for id in self.ids() {
+            if self.running(id) {
+                if let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) {
+                    raw.tick();
+                }
+            } else if self.nodes[&id].paused_until.is_some() {
+                if let Some(n) = self.nodes.get_mut(&id) {
+                    n.missed_ticks += 1;
+                }
+            }
+        }
+        self.deliver()?;
+        if client_load {
+            self.client_actions();
+        }
+        if faulty && self.rng.chance(self.faults.conf_change_per_mille) {
+            self.propose_conf_change();
+        }
+        if self.rng.chance(self.faults.snapshot_per_mille) {
+            self.take_snapshot();
+        }
+        for id in self.ids() {
+            self.handle_ready(id)?;
+        }
+        self.check()
+    }
+
+    fn inject_faults(&mut self) {
+        let ids = self.ids();
+        self.blocked.retain(|_, until| *until > self.now);
+        if self.rng.chance(self.faults.partition_per_mille) {
+            self.stats.partitions += 1;
+            let until = self.now + 5 + self.rng.below(8 * ELECTION_TICKS);
+            match self.rng.below(3) {
+                0 => {
+                    // Isolate one node (often the leader) both ways.
+                    let victim = if self.rng.chance(500) {
+                        self.leader()
+                    } else {
+                        None
+                    }
+                    .or_else(|| self.rng.pick(&ids));
+                    if let Some(v) = victim {
+                        for &o in &ids {
+                            if o != v {
+                                self.blocked.insert((v, o), until);
+                                self.blocked.insert((o, v), until);
+                            }
+                        }
+                    }
+                }
+                1 => {
+                    // Split into two random halves.
+                    let side: BTreeSet<NodeId> = ids
+                        .iter()
+                        .copied()
+                        .filter(|_| self.rng.chance(500))
+                        .collect();
+                    for &a in &ids {
+                        for &b in &ids {
+                            if side.contains(&a) != side.contains(&b) {
+                                self.blocked.insert((a, b), until);
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    // One-way: a can no longer reach b.
+                    if let (Some(a), Some(b)) = (self.rng.pick(&ids), self.rng.pick(&ids)) {
+                        if a != b {
+                            self.blocked.insert((a, b), until);
+                        }
+                    }
+                }
+            }
+        }
+        if self.rng.chance(self.faults.crash_per_mille) {
+            if let Some(id) = self.rng.pick(&ids) {
+                let down_for = 1 + self.rng.below(4 * ELECTION_TICKS);
+                self.crash(id, self.now + down_for);
+            }
+        }
+        if self.rng.chance(self.faults.pause_per_mille) {
+            let victim = if self.rng.chance(500) {
+                self.leader()
+            } else {
+                None
+            }
+            .or_else(|| self.rng.pick(&ids));
+            if let Some(id) = victim {
+                let pause = ELECTION_TICKS + self.rng.below(5 * ELECTION_TICKS);
+                self.pause(id, self.now + pause);
+            }
+        }
+    }
+
+    /// Crashes `id`: everything not yet durable (its outstanding Ready) is lost.
+    pub fn crash(&mut self, id: NodeId, until: u64) {
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        if n.raw.is_none() {
+            return;
+        }
+        self.stats.crashes += 1;
+        n.raw = None;
+        n.pending = None;
+        n.paused_until = None;
+        n.missed_ticks = 0;
+        n.down_until = Some(until);
+        if self.trace {
+            println!("t={} crash {id}", self.now);
+        }
+    }
+
+    /// Freezes `id` (a stop-the-world pause); messages to it wait.
+    pub fn pause(&mut self, id: NodeId, until: u64) {
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        if n.raw.is_none() || n.paused_until.is_some() {
+            return;
+        }
+        self.stats.pauses += 1;
+        n.paused_until = Some(until);
+        if self.trace {
+            println!("t={} pause {id} until {until}", self.now);
+        }
+    }
+
+    fn restart(&mut self, id: NodeId) {
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let mut raw = RawNode::new(&n.config, n.durable.clone()).expect("restart");
+        raw.set_deliberate_bugs(self.bugs);
+        let snapshot = n.durable.snapshot().unwrap_or_default();
+        n.applied = snapshot.metadata.index;
+        n.digest = decode_digest(&snapshot);
+        n.conf = snapshot.metadata.conf_state.clone();
+        n.last_zxid = 0;
+        n.raw = Some(raw);
+        n.down_until = None;
+        if self.trace {
+            println!("t={} restart {id}", self.now);
+        }
+    }
+
+    fn wake_up(&mut self) {
+        for id in self.ids() {
+            let n = &self.nodes[&id];
+            if n.down_until.is_some_and(|t| t <= self.now) {
+                self.restart(id);
+            }
+            let n = &self.nodes[&id];
+            if n.paused_until.is_some_and(|t| t <= self.now) {
+                self.resume(id);
+            }
+        }
+    }
+
+    /// Ends a pause: a monotonic clock kept counting, so every missed tick comes first.
+    pub fn resume(&mut self, id: NodeId) {
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        n.paused_until = None;
+        let missed = std::mem::take(&mut n.missed_ticks);
+        if let Some(raw) = n.raw.as_mut() {
+            for _ in 0..missed {
+                raw.tick();
+            }
+        }
+        if self.trace {
+            println!("t={} resume {id} after {missed} ticks", self.now);
+        }
+    }
+
+    /// Cuts `id` off from every other node in both directions until `until`.
+    pub fn isolate(&mut self, id: NodeId, until: u64) {
+        for other in self.ids() {
+            if other != id {
+                self.blocked.insert((id, other), until);
+                self.blocked.insert((other, id), until);
+            }
+        }
+    }
+
+    /// Prints every node's status (for traces).
+    pub fn dump(&self) {
+        for n in self.nodes.values() {
+            match n.raw.as_ref() {
+                Some(raw) => println!(
+                    "node {}: {:?} applied={} paused={:?}",
+                    n.id,
+                    raw.status(),
+                    n.applied,
+                    n.paused_until
+                ),
+                None => println!("node {}: down", n.id),
+            }
+        }
+    }
+
+    /// Removes every partition.
+    pub fn unblock_all(&mut self) {
+        self.blocked.clear();
+    }
+
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+        for id in self.ids() {
+            if self.nodes[&id].raw.is_none() {
+                self.restart(id);
+            }
+            if self.nodes[&id].paused_until.is_some() {
+                self.resume(id);
+            }
+        }
+        self.faults.drop_per_mille = 0;
+        self.faults.duplicate_per_mille = 0;
+    }
+
+    fn deliver(&mut self) -> Result<(), Violation> {
+        let now = self.now;
+        let mut due = Vec::new();
+        let mut keep = Vec::with_capacity(self.network.len());
+        for item in self.network.drain(..) {
+            let paused = self
+                .nodes
+                .get(&item.2.to)
+                .is_some_and(|n| n.paused_until.is_some());
+            if item.0 <= now && !paused {
+                due.push(item);
+            } else {
+                keep.push(item);
+            }
+        }
+        self.network = keep;
+        // Random order among the due messages: reordering.
+        for i in (1..due.len()).rev() {
+            let j = self.rng.below(i as u64 + 1) as usize;
+            due.swap(i, j);
+        }
+        for (_, _, m) in due {
+            let to = m.to;
+            if self.trace {
+                println!("t={} deliver {m}", self.now);
+            }
+            if let Some(raw) = self.nodes.get_mut(&to).and_then(|n| n.raw.as_mut()) {
+                raw.step(m)
+                    .map_err(|e| Violation(format!("step refused: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn client_actions(&mut self) {
+        if self.rng.chance(300) {
+            if let Some(id) = self.rng.pick(&self.ids()) {
+                self.propose_on(id);
+            }
+        }
+        if self.rng.chance(100) {
+            if let Some(id) = self.rng.pick(&self.ids()) {
+                self.read_on(id);
+            }
+        }
+    }
+
+    pub fn propose_on(&mut self, id: NodeId) -> bool {
+        if !self.running(id) {
+            return false;
+        }
+        self.next_proposal += 1;
+        let payload = format!("p{}", self.next_proposal).into_bytes();
+        let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) else {
+            return false;
+        };
+        match raw.propose(vec![Bytes::from(payload.clone())]) {
+            Ok(p) => {
+                self.pending_proposals.insert(payload, p.term);
+                true
+            }
+            Err(ProposeError::NotLeader { .. }) => false,
+            Err(e) => {
+                if self.trace {
+                    println!("t={} propose on {id} refused: {e}", self.now);
+                }
+                self.stats.proposals_rejected += 1;
+                false
+            }
+        }
+    }
+
+    fn read_on(&mut self, id: NodeId) {
+        if !self.running(id) {
+            return;
+        }
+        self.next_read += 1;
+        let context = format!("r{}", self.next_read).into_bytes();
+        let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) else {
+            return;
+        };
+        if raw.read_index(Bytes::from(context.clone())).is_ok() {
+            self.checker.read_requested(context);
+        }
+    }
+
+    fn propose_conf_change(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let conf = self.nodes[&leader]
+            .raw
+            .as_ref()
+            .map(|r| r.status().conf_state)
+            .unwrap_or_default();
+        if conf.is_joint() {
+            return;
+        }
+        let all = self.ids();
+        let voters: Vec<NodeId> = conf.voters.iter().copied().collect();
+        let others: Vec<NodeId> = all
+            .iter()
+            .copied()
+            .filter(|id| !conf.voters.contains(id))
+            .collect();
+        let mut changes = Vec::new();
+        match self.rng.below(4) {
+            0 => {
+                if let Some(id) = self.rng.pick(&others) {
+                    changes.push(ConfChangeSingle::AddLearner(id));
+                }
+            }
+            1 => {
+                if let Some(id) = self.rng.pick(&others) {
+                    changes.push(ConfChangeSingle::AddVoter(id));
+                }
+            }
+            2 => {
+                if voters.len() > 3 {
+                    if let Some(id) = self.rng.pick(&voters) {
+                        changes.push(ConfChangeSingle::Remove(id));
+                    }
+                }
+            }
+            _ => {
+                // Replace one voter by another at once (joint consensus).
+                if let (Some(out), Some(inn)) = (self.rng.pick(&voters), self.rng.pick(&others)) {
+                    changes.push(ConfChangeSingle::AddVoter(inn));
+                    changes.push(ConfChangeSingle::AddLearner(out));
+                }
+            }
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let Some(raw) = self.nodes.get_mut(&leader).and_then(|n| n.raw.as_mut()) else {
+            return;
+        };
+        if raw.propose_conf_change(&ConfChange { changes }).is_ok() {
+            self.stats.conf_changes += 1;
+        }
+    }
+
+    fn take_snapshot(&mut self) {
+        let Some(id) = self.rng.pick(&self.ids()) else {
+            return;
+        };
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        let Some(raw) = n.raw.as_mut() else { return };
+        let first = raw.store().first_index();
+        if n.applied.0 < first.0 + 3 {
+            return;
+        }
+        // The state: its digest, padded so that it travels in several chunks.
+        let mut data = n.digest.to_be_bytes().to_vec();
+        data.extend(std::iter::repeat_n(0xab, 150));
+        let result = raw
+            .store_mut()
+            .create_snapshot(n.applied, n.conf.clone(), Bytes::from(data));
+        if result.is_ok() {
+            self.stats.snapshots += 1;
+            n.durable = raw.store().clone();
+        }
+    }
+
+    /// Drives one node's Ready cycle: take a Ready (its messages leave at once), persist it
+    /// when its delay expired, then send what needed persistence, apply and advance.
+    fn handle_ready(&mut self, id: NodeId) -> Result<(), Violation> {
+        for _ in 0..4 {
+            if !self.running(id) {
+                return Ok(());
+            }
+            let n = self.nodes.get_mut(&id).expect("node exists");
+            if n.pending.is_none() {
+                let Some(raw) = n.raw.as_mut() else {
+                    return Ok(());
+                };
+                if !raw.has_ready() {
+                    return Ok(());
+                }
+                let mut ready = raw.ready();
+                let messages = std::mem::take(&mut ready.messages);
+                let delay = self.rng.below(self.faults.persist_delay_ticks_max + 1);
+                let n = self.nodes.get_mut(&id).expect("node exists");
+                n.pending = Some((self.now + delay, ready));
+                for m in messages {
+                    self.send(m);
+                }
+            }
+            let n = self.nodes.get_mut(&id).expect("node exists");
+            match &n.pending {
+                Some((at, _)) if *at <= self.now => {}
+                _ => return Ok(()),
+            }
+            let Some((_, ready)) = n.pending.take() else {
+                return Ok(());
+            };
+            self.persist_and_apply(id, ready)?;
+        }
+        Ok(())
+    }
+
+    fn persist_and_apply(&mut self, id: NodeId, mut ready: Ready) -> Result<(), Violation> {
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        let raw = n.raw.as_mut().expect("running");
+        if let Some(snapshot) = &ready.snapshot {
+            raw.store_mut()
+                .apply_snapshot(snapshot.clone())
+                .map_err(|e| Violation(format!("node {id}: snapshot refused: {e}")))?;
+            n.applied = snapshot.metadata.index;
+            n.digest = decode_digest(snapshot);
+            n.conf = snapshot.metadata.conf_state.clone();
+            n.last_zxid = 0;
+            self.stats.snapshots_installed += 1;
+            self.checker.observe_snapshot(id, n.applied, n.digest)?;
+        }
+        raw.store_mut().append(&ready.entries);
+        for e in &ready.entries {
+            let prev = raw.store().term(e.index.prev()).ok();
+            self.checker.observe_durable_entry(id, e, prev)?;
+        }
+        if let Some(hs) = ready.hard_state {
+            raw.store_mut().set_hard_state(hs);
+            let from = n
+                .durable_commit
+                .next()
+                .max(raw.store().first_index().prev());
+            for i in from.0..=hs.commit.0 {
+                if let Ok(term) = raw.store().term(LogIndex(i)) {
+                    self.checker
+                        .observe_commit(id, LogIndex(i), term, hs.term)?;
+                }
+            }
+            n.durable_commit = n.durable_commit.max(hs.commit);
+        }
+        n.durable = raw.store().clone();
+        let persisted = std::mem::take(&mut ready.persisted_messages);
+        for e in &ready.committed_entries {
+            self.apply(id, e)?;
+        }
+        for rs in &ready.read_states {
+            self.checker.read_answered(id, &rs.context, rs.index)?;
+        }
+        let raw = self
+            .nodes
+            .get_mut(&id)
+            .and_then(|n| n.raw.as_mut())
+            .expect("running");
+        raw.advance(ready);
+        for m in persisted {
+            self.send(m);
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, id: NodeId, e: &Entry) -> Result<(), Violation> {
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        if e.index <= n.applied {
+            return Ok(());
+        }
+        if e.index != n.applied.next() {
+            return Err(Violation(format!(
+                "node {id} applies {} after {}",
+                e.index, n.applied
+            )));
+        }
+        let zxid = e.zxid().map_err(|err| Violation(format!("zxid: {err}")))?.0;
+        if zxid <= n.last_zxid && n.last_zxid != 0 {
+            return Err(Violation(format!(
+                "node {id}: zxid {zxid:#x} not after {:#x}",
+                n.last_zxid
+            )));
+        }
+        n.last_zxid = zxid;
+        n.digest = apply_digest(n.digest, e);
+        n.applied = e.index;
+        if e.kind == EntryKind::ConfChange {
+            let cc = ConfChange::decode(&e.data).map_err(|err| Violation(format!("{err}")))?;
+            if let Ok(conf) = cc.apply_to(&n.conf) {
+                n.conf = conf;
+            }
+        }
+        let digest = n.digest;
+        if e.kind == EntryKind::Normal {
+            let payload = e.data.to_vec();
+            self.pending_proposals.remove(&payload);
+            self.committed_proposals.insert(payload);
+        }
+        self.checker.observe_apply(id, e, digest)
+    }
+
+    fn check(&mut self) -> Result<(), Violation> {
+        let mut leaders = Vec::new();
+        for n in self.nodes.values() {
+            let Some(raw) = n.raw.as_ref() else { continue };
+            let s = raw.status();
+            if s.commit > self.checker.max_commit && n.paused_until.is_none() {
+                self.checker.max_commit = s.commit;
+            }
+            if s.role == Role::Leader {
+                leaders.push((n.id, s.term, s.commit, raw.has_valid_lease()));
+            }
+        }
+        for (id, term, commit, lease) in leaders {
+            self.checker.observe_leader(term, id)?;
+            if lease && self.nodes[&id].paused_until.is_none() {
+                self.checker.lease_held(id, commit)?;
+            }
+            self.check_leader_completeness(id)?;
+        }
+        Ok(())
+    }
+
+    /// Leader completeness (§5.4): a leader's log holds every committed entry.
+    fn check_leader_completeness(&self, id: NodeId) -> Result<(), Violation> {
+        let Some(raw) = self.nodes[&id].raw.as_ref() else {
+            return Ok(());
+        };
+        let first = raw.store().first_index();
+        let leader_term = raw.status().term;
+        for (index, term, commit_term) in self.checker.committed_entries().rev().take(8) {
+            if index < first {
+                break;
+            }
+            if leader_term <= commit_term {
+                // Completeness binds leaders of later terms only.
+                continue;
+            }
+            match raw.term_at(index) {
+                Ok(t) if t == term => {}
+                other => {
+                    return Err(Violation(format!(
+                        "leader completeness: leader {id} has {other:?} at committed {term}/{index}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode_digest(snapshot: &Snapshot) -> u64 {
+    let mut bytes = [0u8; 8];
+    if snapshot.data.len() >= 8 {
+        bytes.copy_from_slice(&snapshot.data[..8]);
+    }
+    u64::from_be_bytes(bytes)
+}
