@@ -174,9 +174,22 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// Whether this node may campaign: it votes in the current configuration.
+    /// Whether this node may campaign: it votes in its latest configuration, or it was
+    /// removed by a membership entry not yet known committed — until that entry commits the
+    /// others may still need this node to lead, since it may hold the only copies of entries
+    /// they need (otherwise a cluster can be left where nobody can win an election).
     pub(crate) fn promotable(&self) -> bool {
-        self.conf.is_voter(self.id)
+        if self.conf.is_voter(self.id) {
+            return true;
+        }
+        if self.last_conf_index() <= self.log.committed {
+            return false;
+        }
+        let previous = match self.conf_history.len() {
+            0 | 1 => &self.base_conf,
+            n => &self.conf_history[n - 2].1,
+        };
+        previous.is_voter(self.id)
     }
 
     /// Entries from `from` on were (re)written: drop membership entries that were truncated

@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use arbor_raft::{Bugs, ReadOnlyOption, Role};
 
 use super::checker::Violation;
-use super::world::{ELECTION_TICKS, Rng, World};
+use super::world::{ELECTION_TICKS, Faults, Rng, World};
 
 /// Ticks after healing within which a leader must exist.
 pub const LIVENESS_LEADER_TICKS: u64 = 40 * ELECTION_TICKS;
@@ -49,7 +49,17 @@ impl Shape {
 
 /// Runs one seed; a panic inside the core counts as a failure too.
 pub fn run_seed(seed: u64, bugs: Bugs, trace: bool) -> Result<Outcome, Violation> {
-    match catch_unwind(AssertUnwindSafe(|| run_seed_inner(seed, bugs, trace))) {
+    run_seed_with(seed, bugs, None, trace)
+}
+
+/// Runs one seed with a chosen fault profile (`None`: drawn from the seed).
+pub fn run_seed_with(
+    seed: u64,
+    bugs: Bugs,
+    profile: Option<&Profile>,
+    trace: bool,
+) -> Result<Outcome, Violation> {
+    match catch_unwind(AssertUnwindSafe(|| run_seed_inner(seed, bugs, profile, trace))) {
         Ok(result) => result,
         Err(panic) => {
             let message = panic
@@ -62,9 +72,40 @@ pub fn run_seed(seed: u64, bugs: Bugs, trace: bool) -> Result<Outcome, Violation
     }
 }
 
-fn run_seed_inner(seed: u64, bugs: Bugs, trace: bool) -> Result<Outcome, Violation> {
-    let shape = Shape::from_seed(seed);
-    let mut world = World::new(seed, shape.voters, shape.spares, shape.read_only, bugs);
+/// A fault profile that aims the simulator at one class of bug.
+pub struct Profile {
+    pub voters: usize,
+    pub faults: Faults,
+    /// Overrides `append_bytes_max` (1 sends one entry per append).
+    pub append_bytes_max: Option<u64>,
+}
+
+fn run_seed_inner(
+    seed: u64,
+    bugs: Bugs,
+    profile: Option<&Profile>,
+    trace: bool,
+) -> Result<Outcome, Violation> {
+    let mut shape = Shape::from_seed(seed);
+    if let Some(p) = profile {
+        shape.voters = p.voters;
+    }
+    let append_bytes_max = profile.and_then(|p| p.append_bytes_max);
+    let mut world = World::new_with(
+        seed,
+        shape.voters,
+        shape.spares,
+        shape.read_only,
+        bugs,
+        &|config| {
+            if let Some(max) = append_bytes_max {
+                config.append_bytes_max = max;
+            }
+        },
+    );
+    if let Some(p) = profile {
+        world.faults = p.faults.clone();
+    }
     world.trace = trace;
     if trace {
         println!(

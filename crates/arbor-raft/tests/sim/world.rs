@@ -154,6 +154,18 @@ impl World {
         read_only: ReadOnlyOption,
         bugs: Bugs,
     ) -> World {
+        World::new_with(seed, voters, spares, read_only, bugs, &|_| {})
+    }
+
+    /// Like [`World::new`], with a last say on each node's configuration.
+    pub fn new_with(
+        seed: u64,
+        voters: usize,
+        spares: usize,
+        read_only: ReadOnlyOption,
+        bugs: Bugs,
+        tweak: &dyn Fn(&mut Config),
+    ) -> World {
         let mut rng = Rng::new(seed);
         let faults = Faults::random(&mut rng);
         let initial = ConfState::with_voters((1..=voters as u64).map(NodeId));
@@ -170,6 +182,7 @@ impl World {
             config.inflight_bytes_max = 2000;
             config.uncommitted_entries_max = 64;
             config.snapshot_chunk_bytes_max = 64;
+            tweak(&mut config);
             let durable = MemStorage::new_with_conf_state(initial.clone());
             let mut raw = RawNode::new(&config, durable.clone()).expect("valid config");
             raw.set_deliberate_bugs(bugs);
