@@ -205,6 +205,12 @@ impl Replay {
             // A reset: the log now starts after `after`, which a snapshot must cover.
             self.entries.clear();
             self.base = after;
+        } else if after <= self.snapshot_index {
+            // Everything up to `after` is covered by the snapshot, including the entry at the
+            // snapshot's index: a follower that installed a leader's snapshot truncates there
+            // and may hold a stale entry at that index, which must not be compared with the
+            // snapshot's term in `finish`.
+            self.entries.clear();
         } else {
             let keep = self.entries.partition_point(|entry| entry.index <= after);
             self.entries.truncate(keep);
@@ -496,6 +502,26 @@ mod tests {
         assert!(behind.entries.is_empty());
         assert_eq!(behind.last_index, 9);
         assert!(behind.needs_reset());
+    }
+
+    #[test]
+    fn truncation_at_the_snapshot_forgets_a_stale_entry_there() {
+        // A follower held entry 2 of term 1; the leader's snapshot at 2 has term 5. The
+        // follower saved the snapshot, truncated after 2 and appended the leader's entries.
+        let bytes = segment(&[vec![
+            header(0, 0, HardState::default()),
+            Record::Entry(entry(1, 1)),
+            Record::Entry(entry(2, 1)),
+            Record::Entry(entry(3, 1)),
+            Record::Truncate { after: 2 },
+            Record::Entry(entry(3, 5)),
+        ]]);
+        let outcome = replay_all(Some((2, 5)), &[(0, bytes.clone())]).unwrap();
+        assert_eq!(indexes(&outcome), vec![(3, 5)]);
+        assert!(!outcome.needs_reset());
+        // Without the snapshot the same log is an ordinary conflict truncation.
+        let outcome = replay_all(None, &[(0, bytes)]).unwrap();
+        assert_eq!(indexes(&outcome), vec![(1, 1), (2, 1), (3, 5)]);
     }
 
     #[test]

@@ -455,6 +455,37 @@ fn snapshot_beyond_the_log_then_reset_recovers() {
 }
 
 #[test]
+fn installing_a_leader_snapshot_over_a_stale_entry_keeps_what_follows() {
+    // This follower holds 1..=5 of term 1; the leader's snapshot at 4 has term 2, so the
+    // follower's entry 4 is stale. It saves the snapshot, truncates after 4 and appends.
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(dir.path());
+    let (wal, _) = Wal::open(config.clone()).unwrap();
+    write(
+        &wal,
+        WriteBatch {
+            hard_state: Some(hard_state(1, None, 2)),
+            ..append(1, 5, 1)
+        },
+    )
+    .unwrap();
+    save_snapshot(&wal, 4, 2, b"leader state at 4");
+    write(
+        &wal,
+        WriteBatch {
+            hard_state: Some(hard_state(2, None, 4)),
+            truncate_after: Some(4),
+            entries: vec![entry(5, 2), entry(6, 2)],
+        },
+    )
+    .unwrap();
+    wal.close().unwrap();
+    let (_wal, recovered) = Wal::open(config).unwrap();
+    assert_eq!(recovered.snapshot.as_ref().unwrap().0.term, 2);
+    assert_eq!(index_terms(&recovered.entries), vec![(5, 2), (6, 2)]);
+}
+
+#[test]
 fn snapshot_saved_but_reset_lost_is_reconciled_on_open() {
     // A crash between saving a leader's snapshot and recording the reset: the log still ends
     // at 3, behind the snapshot. Recovery returns no entries and records the reset itself.
