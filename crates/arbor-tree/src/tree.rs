@@ -1,0 +1,251 @@
+//! The [`DataTree`]: the replicated state and `apply`, the pure function of (state, command).
+
+use std::sync::Arc;
+
+use arbor_proto::{
+    Acl, Create2Response, CreateResponse, ErrorCode, Response, SessionId, SetAclResponse,
+    SetDataResponse, Zxid,
+};
+
+use crate::command::{Applied, Command, Txn, WriteRequest};
+use crate::config::TreeConfig;
+use crate::multi::{apply_multi, create_args};
+use crate::ops::{self, CreateArgs, CreateKind, Env, Outcome};
+use crate::session::Session;
+use crate::state::State;
+
+/// ZooKeeper's config node, readable by anyone and writable by no one but super
+/// (`DataTree.addConfigNode`, ZOOKEEPER-2014).
+pub(crate) const CONFIG_NODE: &str = "/zookeeper/config";
+
+/// The replicated state machine: znodes, ACLs and the session table.
+///
+/// Cloning is cheap (the maps are persistent and shared until written), so a snapshot is a
+/// clone serialized on another thread while apply goes on with the original.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataTree {
+    pub(crate) config: Arc<TreeConfig>,
+    pub(crate) state: State,
+    /// Invariant: increases with every applied txn.
+    pub(crate) last_applied_zxid: Zxid,
+}
+
+/// Counters an operator asks for (`mntr`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeStats {
+    /// Number of znodes, the root included. ZooKeeper's `zk_znode_count` is one more: its
+    /// node map holds the root twice (under `""` and `"/"`).
+    pub node_count: usize,
+    /// Number of ephemeral znodes (`zk_ephemerals_count`).
+    pub ephemeral_count: u64,
+    /// Sum of path lengths (UTF-16 units) and data lengths (`zk_approximate_data_size`).
+    pub approximate_data_size_bytes: i64,
+    /// Number of open sessions.
+    pub session_count: usize,
+    /// Number of distinct ACL lists stored.
+    pub acl_count: usize,
+}
+
+impl DataTree {
+    /// A fresh tree as a ZooKeeper 3.9 server starts with: `/`, `/zookeeper`,
+    /// `/zookeeper/quota` (world:anyone, all permissions, all-zero stats) and
+    /// `/zookeeper/config` (world:anyone read-only, aversion −1 from its `setACL(.., -1)`).
+    pub fn new(config: TreeConfig) -> DataTree {
+        let mut state = State::empty(config.extended_types_enabled);
+        state.insert_system_node("/", &Acl::open_unsafe());
+        state.insert_system_node("/zookeeper", &Acl::open_unsafe());
+        state.insert_system_node("/zookeeper/quota", &Acl::open_unsafe());
+        state.insert_system_node(CONFIG_NODE, &Acl::read_unsafe());
+        let key = state
+            .get_entry(CONFIG_NODE)
+            .map(|(key, _)| key.clone())
+            .unwrap_or_else(|| panic!("{CONFIG_NODE} was just inserted"));
+        state.set_acl(&key, &Acl::read_unsafe(), -1);
+        DataTree {
+            config: Arc::new(config),
+            state,
+            last_applied_zxid: Zxid(0),
+        }
+    }
+
+    /// The configuration the tree applies with.
+    pub fn config(&self) -> &TreeConfig {
+        &self.config
+    }
+
+    /// Applies one committed txn at `zxid` and returns the reply and the watch triggers.
+    /// Deterministic: the same state and txn give the same result on every replica.
+    ///
+    /// # Panics
+    /// If `zxid` is not greater than [`DataTree::last_applied_zxid`]: every txn has its own
+    /// zxid, applied in log order.
+    pub fn apply(&mut self, zxid: Zxid, txn: &Txn) -> Applied {
+        assert!(
+            zxid > self.last_applied_zxid,
+            "apply of zxid {zxid} after {}: zxids must increase",
+            self.last_applied_zxid
+        );
+        let applied = self.apply_command(zxid.0, txn);
+        self.last_applied_zxid = zxid;
+        applied
+    }
+
+    fn apply_command(&mut self, zxid: i64, txn: &Txn) -> Applied {
+        let config = &*self.config;
+        let state = &mut self.state;
+        match &txn.command {
+            Command::CreateSession {
+                session_id,
+                timeout_ms,
+                password,
+            } => match ops::create_session(state, config, *session_id, *timeout_ms, password) {
+                Ok(()) => Applied::ok(Response::Empty, Vec::new()),
+                Err(code) => Applied::error(code),
+            },
+            Command::CloseSession { session_id } => {
+                let triggers = ops::close_session(state, zxid, *session_id);
+                Applied::ok(Response::Empty, triggers)
+            }
+            Command::Request {
+                session_id,
+                identities,
+                request,
+            } => {
+                if !state.sessions.contains_key(session_id) {
+                    return Applied::error(ErrorCode::SessionExpired);
+                }
+                let env = Env {
+                    config,
+                    zxid,
+                    time_ms: txn.time_ms,
+                    session_id: *session_id,
+                    identities,
+                };
+                apply_request(state, &env, request)
+            }
+            Command::DeleteExpiredTtl { path } => {
+                into_applied(ops::delete_expired_ttl(state, zxid, txn.time_ms, path))
+            }
+            Command::DeleteEmptyContainer { path } => {
+                into_applied(ops::delete_empty_container(state, zxid, path))
+            }
+            Command::Noop => Applied::ok(Response::Empty, Vec::new()),
+        }
+    }
+
+    /// The zxid of the last applied txn (0 for a fresh tree).
+    pub fn last_applied_zxid(&self) -> Zxid {
+        self.last_applied_zxid
+    }
+
+    /// An open session.
+    pub fn session(&self, session_id: SessionId) -> Option<&Session> {
+        self.state.sessions.get(&session_id)
+    }
+
+    /// Every open session, in id order.
+    pub fn sessions(&self) -> impl Iterator<Item = (SessionId, &Session)> {
+        self.state
+            .sessions
+            .iter()
+            .map(|(id, session)| (*id, session))
+    }
+
+    /// The `mntr` counters.
+    pub fn stats(&self) -> TreeStats {
+        TreeStats {
+            node_count: self.state.nodes.len(),
+            ephemeral_count: self.state.ephemeral_count,
+            approximate_data_size_bytes: self.state.data_size,
+            session_count: self.state.sessions.len(),
+            acl_count: self.state.acls.len(),
+        }
+    }
+
+    /// TTL nodes that are expired at `now_ms` (childless, unmodified for longer than their
+    /// TTL), at most `max`, for the leader to propose [`Command::DeleteExpiredTtl`].
+    pub fn expired_ttl_nodes(&self, now_ms: i64, max: usize) -> Vec<String> {
+        let extended = self.config.extended_types_enabled;
+        self.state
+            .ttls
+            .iter()
+            .filter(|key| {
+                self.state.nodes.get(&key.as_ref()).is_some_and(|node| {
+                    node.num_children == 0
+                        && matches!(node.kind(extended), crate::ephemeral::EphemeralType::Ttl(ttl)
+                            if ops::is_ttl_expired(node, ttl, now_ms))
+                })
+            })
+            .take(max)
+            .map(|key| key.path())
+            .collect()
+    }
+
+    /// Containers that had children and have none now, at most `max`, for the leader to
+    /// propose [`Command::DeleteEmptyContainer`].
+    pub fn empty_containers(&self, max: usize) -> Vec<String> {
+        self.state
+            .containers
+            .iter()
+            .filter(|key| {
+                self.state
+                    .nodes
+                    .get(&key.as_ref())
+                    .is_some_and(ops::is_empty_used_container)
+            })
+            .take(max)
+            .map(|key| key.path())
+            .collect()
+    }
+}
+
+fn into_applied(result: Result<Vec<crate::command::WatchTrigger>, ErrorCode>) -> Applied {
+    match result {
+        Ok(triggers) => Applied::ok(Response::Empty, triggers),
+        Err(code) => Applied::error(code),
+    }
+}
+
+fn apply_request(state: &mut State, env: &Env<'_>, request: &WriteRequest) -> Applied {
+    let result = match request {
+        WriteRequest::Create(r) => ops::create(state, env, &create_args(CreateKind::Create, r)),
+        WriteRequest::Create2(r) => ops::create(state, env, &create_args(CreateKind::Create2, r)),
+        WriteRequest::CreateContainer(r) => {
+            ops::create(state, env, &create_args(CreateKind::Container, r))
+        }
+        WriteRequest::CreateTtl(r) => ops::create(
+            state,
+            env,
+            &CreateArgs {
+                kind: CreateKind::Ttl,
+                path: &r.path,
+                data: &r.data,
+                acl: &r.acl,
+                flags: r.flags,
+                ttl_ms: r.ttl,
+            },
+        ),
+        WriteRequest::Delete(r) => ops::delete(state, env, &r.path, r.version),
+        WriteRequest::SetData(r) => ops::set_data(state, env, &r.path, &r.data, r.version),
+        WriteRequest::SetAcl(r) => ops::set_acl(state, env, &r.path, &r.acl, r.version),
+        WriteRequest::Check(r) => ops::check(state, env, &r.path, r.version),
+        WriteRequest::Multi(ops) => return apply_multi(state, env, ops),
+    };
+    match result {
+        Ok((outcome, triggers)) => {
+            let plain_create = matches!(request, WriteRequest::Create(_));
+            Applied::ok(response(outcome, plain_create), triggers)
+        }
+        Err(code) => Applied::error(code),
+    }
+}
+
+fn response(outcome: Outcome, plain_create: bool) -> Response {
+    match outcome {
+        Outcome::Created { path, .. } if plain_create => Response::Create(CreateResponse { path }),
+        Outcome::Created { path, stat } => Response::Create2(Create2Response { path, stat }),
+        Outcome::Deleted | Outcome::Checked => Response::Empty,
+        Outcome::DataSet { stat } => Response::SetData(SetDataResponse { stat }),
+        Outcome::AclSet { stat } => Response::SetAcl(SetAclResponse { stat }),
+    }
+}
