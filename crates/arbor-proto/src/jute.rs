@@ -172,7 +172,11 @@ impl<'a> Reader<'a> {
                 what: "vector",
             });
         }
-        let mut items = Vec::with_capacity(count);
+        // Reserve no more bytes than the input has left: an element can be far larger in
+        // memory than on the wire (an `Acl` is 56 bytes against 12), so reserving `count`
+        // elements let a 1 MiB frame claim 56 MiB. Honest vectors grow past this as they decode.
+        let capacity = count.min(self.remaining() / std::mem::size_of::<T>().max(1));
+        let mut items = Vec::with_capacity(capacity);
         for _ in 0..count {
             items.push(T::decode(self)?);
         }
