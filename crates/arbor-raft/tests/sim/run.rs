@@ -59,7 +59,9 @@ pub fn run_seed_with(
     profile: Option<&Profile>,
     trace: bool,
 ) -> Result<Outcome, Violation> {
-    match catch_unwind(AssertUnwindSafe(|| run_seed_inner(seed, bugs, profile, trace))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        run_seed_inner(seed, bugs, profile, trace)
+    })) {
         Ok(result) => result,
         Err(panic) => {
             let message = panic
@@ -78,6 +80,8 @@ pub struct Profile {
     pub faults: Faults,
     /// Overrides `append_bytes_max` (1 sends one entry per append).
     pub append_bytes_max: Option<u64>,
+    /// Overrides the length of the faulty phase.
+    pub safety_ticks: Option<u64>,
 }
 
 fn run_seed_inner(
@@ -89,6 +93,7 @@ fn run_seed_inner(
     let mut shape = Shape::from_seed(seed);
     if let Some(p) = profile {
         shape.voters = p.voters;
+        shape.safety_ticks = p.safety_ticks.unwrap_or(shape.safety_ticks);
     }
     let append_bytes_max = profile.and_then(|p| p.append_bytes_max);
     let mut world = World::new_with(
