@@ -50,6 +50,7 @@ mod auth;
 mod command;
 mod config;
 mod ephemeral;
+mod invariants;
 mod multi;
 mod node;
 mod ops;

@@ -1,6 +1,8 @@
 //! A small driver for tests: applies commands with increasing zxids and a settable clock.
 #![allow(dead_code)]
 
+pub mod random;
+
 use arbor_proto::{
     Acl, CheckVersionRequest, CreateRequest, CreateTtlRequest, DeleteRequest, ErrorCode, Id,
     MultiOp, Response, SessionId, SetAclRequest, SetDataRequest, Stat, Zxid,
