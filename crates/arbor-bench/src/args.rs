@@ -103,6 +103,12 @@ pub struct BenchArgs {
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// Only create the nodes the workload needs (use `--run-id` to measure them later).
+    #[arg(long = "setup-only", conflicts_with = "no_setup")]
+    pub setup_only: bool,
+    /// Skip the setup: the nodes of `--run-id` were made by an earlier `--setup-only` run.
+    #[arg(long = "no-setup", requires = "run_id")]
+    pub no_setup: bool,
     /// Directory for the `fsync` probe (default: the current directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -175,6 +181,8 @@ pub(crate) struct Plan {
     pub seed: u64,
     pub layout: Layout,
     pub progress: bool,
+    pub setup_only: bool,
+    pub no_setup: bool,
 }
 
 fn check_range(option: &'static str, value: u64, min: u64, max: u64) -> Result<(), ArgsError> {
@@ -268,6 +276,8 @@ impl BenchArgs {
             seed: self.seed,
             layout: Layout::new(&self.root, &run_id, self.keys),
             progress: !self.quiet,
+            setup_only: self.setup_only,
+            no_setup: self.no_setup,
         })
     }
 }

@@ -26,6 +26,7 @@ struct ChurnOutcome {
     /// Failures by name: a server error code name, or the session error's kind.
     errors: BTreeMap<String, u64>,
     ops: u64,
+    warmup_ops: u64,
     last_completion: Option<Instant>,
     backlog: u64,
 }
@@ -107,6 +108,7 @@ async fn churn_loop(
         let result = cycle(addr, &options, path, plan.value.clone()).await;
         let done = Instant::now();
         if !measured {
+            outcome.warmup_ops += 1;
             continue;
         }
         outcome.ops += 1;
@@ -174,6 +176,7 @@ pub async fn run_churn(plan: &Plan, report: &mut Report) {
     for outcome in &outcomes {
         cycles.merge(&outcome.cycles);
         report.ops += outcome.ops;
+        report.warmup_ops += outcome.warmup_ops;
         report.backlog_at_end += outcome.backlog;
         for (name, &count) in &outcome.errors {
             report.count_named_errors(name.clone(), count);

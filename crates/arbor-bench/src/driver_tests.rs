@@ -354,3 +354,40 @@ fn an_unreachable_server_is_an_error_not_a_hang() {
     let error = measure(&args).unwrap_err();
     assert!(format!("{error:#}").contains(&addr), "{error:#}");
 }
+
+#[test]
+fn setup_only_then_no_setup_measures_the_same_nodes() {
+    let server = FakeServer::start(Behaviour::Normal);
+    let setup = bench(
+        &server,
+        &["--workload", "get", "--run-id", "shared", "--setup-only"],
+    );
+    assert_eq!(setup.ops, 0);
+    let creates = server.stats().requests[&OpCode::Create.code()];
+    let report = bench(
+        &server,
+        &[
+            "--workload",
+            "get",
+            "--run-id",
+            "shared",
+            "--no-setup",
+            "--ops",
+            "50",
+        ],
+    );
+    assert_eq!(report.ops, 50);
+    assert_eq!(report.errors, 0, "{:?}", report.error_codes);
+    assert_eq!(server.stats().requests[&OpCode::Create.code()], creates);
+}
+
+#[test]
+fn warm_up_completions_are_counted_apart() {
+    let server = FakeServer::start(Behaviour::Normal);
+    let report = bench(
+        &server,
+        &["--workload", "get", "--warmup", "50ms", "--ops", "20"],
+    );
+    assert_eq!(report.ops, 20);
+    assert!(report.warmup_ops > 0);
+}

@@ -130,10 +130,15 @@ async fn measure_server(plan: &Plan, report: &mut Report) -> anyhow::Result<()> 
             .insert("ready_ms".into(), ready.as_secs_f64() * 1e3);
         return Ok(());
     }
-    let setup = setup::prepare(plan)
-        .await
-        .with_context(|| format!("setting up {} on {}", plan.workload.name(), plan.servers[0]))?;
-    report.setup_s = setup.as_secs_f64();
+    if !plan.no_setup {
+        let setup = setup::prepare(plan).await.with_context(|| {
+            format!("setting up {} on {}", plan.workload.name(), plan.servers[0])
+        })?;
+        report.setup_s = setup.as_secs_f64();
+    }
+    if plan.setup_only {
+        return Ok(());
+    }
     match plan.workload {
         Workload::Churn => churn::run_churn(plan, report).await,
         Workload::Fanout => fanout::run_fanout(plan, report)

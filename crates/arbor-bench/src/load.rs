@@ -85,6 +85,8 @@ pub struct ConnectionOutcome {
     pub errors: BTreeMap<i32, u64>,
     /// Completed measured requests.
     pub ops: u64,
+    /// Completed requests that were not measured (warm-up, or sent past the end).
+    pub warmup_ops: u64,
     /// Watch events received.
     pub notifications: u64,
     /// Latest completion of a measured request.
@@ -171,6 +173,7 @@ pub async fn drive_connection(
                     let counted = tag.intended >= phases.measure_start
                         && phases.end.is_none_or(|end| tag.intended < end);
                     if !counted {
+                        outcome.warmup_ops += 1;
                         continue;
                     }
                     let elapsed = latency(tag.intended, received_at);
@@ -285,6 +288,7 @@ pub async fn run_load(plan: &Plan, report: &mut Report) -> Result<(), SessionErr
         reads.merge(&outcome.reads);
         writes.merge(&outcome.writes);
         report.ops += outcome.ops;
+        report.warmup_ops += outcome.warmup_ops;
         report.notifications += outcome.notifications;
         report.backlog_at_end += outcome.backlog;
         for (&code, &count) in &outcome.errors {

@@ -61,6 +61,10 @@ pub struct Report {
     pub config: RunConfig,
     /// Operations completed in the measured interval (fan-out: rounds).
     pub ops: u64,
+    /// Operations completed outside the measured interval (warm-up, or the tail sent past the
+    /// end): with `ops`, what the server did while the run lasted.
+    #[serde(default)]
+    pub warmup_ops: u64,
     /// Of those, how many the server answered with an error (or, for churn, that failed).
     pub errors: u64,
     /// Errors by name (`NoNode`, `connect`...).
