@@ -267,7 +267,11 @@ pub fn scan_frames(bytes: &[u8], is_last: bool) -> Result<(Vec<ScannedFrame>, Se
                 pos = next;
             }
             FrameCheck::Damaged(reason) => {
-                let valid_frame_after = find_valid_frame_after(bytes, pos);
+                let damaged_end = bytes
+                    .iter()
+                    .rposition(|&byte| byte != 0)
+                    .map_or(pos, |last| (last + 1).max(pos));
+                let valid_frame_after = find_valid_frame_after(bytes, pos, damaged_end);
                 if valid_frame_after.is_some() || !is_last {
                     return Err(Damage {
                         offset: pos as u64,
@@ -275,10 +279,6 @@ pub fn scan_frames(bytes: &[u8], is_last: bool) -> Result<(Vec<ScannedFrame>, Se
                         valid_frame_after: valid_frame_after.map(|at| at as u64),
                     });
                 }
-                let damaged_end = bytes
-                    .iter()
-                    .rposition(|&byte| byte != 0)
-                    .map_or(pos, |last| (last + 1).max(pos));
                 return Ok((
                     frames,
                     SegmentEnd::Torn {
@@ -331,12 +331,32 @@ fn check_frame(bytes: &[u8], pos: usize) -> FrameCheck {
     }
 }
 
-/// The first aligned offset after `pos` where a frame with a valid checksum starts.
-fn find_valid_frame_after(bytes: &[u8], pos: usize) -> Option<usize> {
+/// The first aligned offset after `pos` (and before `nonzero_end`, one past the last non-zero
+/// byte: a frame header has a non-zero length) where a frame with a valid checksum starts.
+///
+/// A candidate whose length field is zero or runs past the file is rejected after reading 8
+/// bytes; a plausible one costs a CRC over at most the rest of the file.
+fn find_valid_frame_after(bytes: &[u8], pos: usize, nonzero_end: usize) -> Option<usize> {
     let start = pos + FRAME_ALIGN_BYTES;
-    (start..bytes.len())
+    (start..nonzero_end.min(bytes.len()))
         .step_by(FRAME_ALIGN_BYTES)
-        .find(|&at| matches!(check_frame(bytes, at), FrameCheck::Valid { .. }))
+        .find(|&at| valid_frame_at(bytes, at))
+}
+
+/// Whether a non-empty frame with a valid checksum starts at `pos`.
+fn valid_frame_at(bytes: &[u8], pos: usize) -> bool {
+    let Some(header) = bytes.get(pos..pos + FRAME_HEADER_BYTES) else {
+        return false;
+    };
+    let len = read_u32(header, 0);
+    if len == 0 {
+        return false;
+    }
+    let start = pos + FRAME_HEADER_BYTES;
+    match bytes.get(start..start + len as usize) {
+        Some(payload) => frame_crc(len.to_le_bytes(), payload) == read_u32(header, 4),
+        None => false,
+    }
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
@@ -606,6 +626,25 @@ mod tests {
             }
         ));
         assert!(scan_frames(&bytes, false).is_err());
+    }
+
+    #[test]
+    fn torn_frame_before_a_large_zero_tail_is_found_in_linear_time() {
+        // 16 MiB of preallocated zeros after a torn frame: the search for a valid frame after
+        // the damage must not rescan the tail from every offset (that would take hours).
+        let mut bytes = segment_of(&sample_frames(), 16 * 1024 * 1024);
+        let (scanned, _) = scan_frames(&bytes, true).unwrap();
+        let last = scanned[1].offset as usize;
+        bytes[last + 12] ^= 1;
+        let started = std::time::Instant::now();
+        let (kept, end) = scan_frames(&bytes, true).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert!(matches!(end, SegmentEnd::Torn { .. }));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "scan took {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -233,3 +233,34 @@ impl Drop for Wal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_can_be_shared_across_threads() {
+        assert_send_sync::<Wal>();
+        assert_send_sync::<SnapshotStore>();
+    }
+
+    #[test]
+    fn a_failed_wal_refuses_submissions_and_compactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(LogConfig::new(dir.path())).unwrap();
+        // What the writer records when a write or fdatasync fails (see the writer's tests).
+        let cause = Arc::new(LogError::io(
+            "fdatasync",
+            dir.path(),
+            std::io::Error::other("EIO"),
+        ));
+        wal.shared.submitted.lock().unwrap().failed = Some(cause);
+        assert!(matches!(
+            wal.submit(WriteBatch::default(), Box::new(|_| {})),
+            Err(SubmitError::Failed(_))
+        ));
+        assert!(matches!(wal.compact(0), Err(SubmitError::Failed(_))));
+    }
+}

@@ -480,3 +480,96 @@ impl Writer {
             .send(HousekeeperCommand::Delete { paths: doomed });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs::OpenOptions;
+    use std::sync::mpsc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::types::Entry;
+
+    fn append(index: u64) -> WriteBatch {
+        WriteBatch {
+            entries: vec![Entry {
+                index,
+                term: 1,
+                data: Bytes::from_static(b"data"),
+            }],
+            ..WriteBatch::default()
+        }
+    }
+
+    fn submission(
+        batch: WriteBatch,
+        results: &mpsc::Sender<(u64, Result<(), LogError>)>,
+    ) -> Command {
+        let index = batch.entries[0].index;
+        let results = results.clone();
+        Command::Submit(Submission {
+            encoded_bytes: crate::validate::batch_bytes(&batch),
+            batch,
+            on_durable: Box::new(move |result| {
+                let _ = results.send((index, result));
+            }),
+        })
+    }
+
+    /// A write error (here: the segment is open read-only) is fatal: the batches of that
+    /// write get the error, every later one gets `Failed`, and the submitting side learns it,
+    /// with no retry. An fdatasync error takes the same path.
+    #[test]
+    fn a_failed_write_fails_its_batches_and_every_later_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let prepared = fsutil::prepare_segment(dir.path(), 0, 8192).unwrap();
+        let (path, _) = fsutil::install_segment(dir.path(), prepared).unwrap();
+        let read_only = OpenOptions::new().read(true).open(&path).unwrap();
+        let shared = Arc::new(Shared::default());
+        let start = WriterStart {
+            dir: dir.path().to_path_buf(),
+            segment_size_bytes: 8192,
+            batch_bytes_max: 1024,
+            segments: vec![SegmentSlot {
+                seq: 0,
+                path: path.clone(),
+                prev_index: 0,
+            }],
+            active: ActiveSegment {
+                seq: 0,
+                path,
+                file: read_only,
+                write_offset: 0,
+                has_header: false,
+                prev_index: 0,
+            },
+            last_index: 0,
+            hard_state: HardState::default(),
+        };
+        let writer = Writer::new(start, shared.clone()).unwrap();
+        let (commands, inbox) = mpsc::sync_channel(16);
+        let (results, received) = mpsc::channel();
+        // Queue two batches before the writer starts, so they form one (failing) write.
+        commands.send(submission(append(1), &results)).unwrap();
+        commands.send(submission(append(2), &results)).unwrap();
+        let thread = std::thread::spawn(move || writer.run(&inbox));
+        let first = received.recv().unwrap();
+        let second = received.recv().unwrap();
+        assert!(
+            matches!(first, (1, Err(LogError::Io { op: "write", .. }))),
+            "{first:?}"
+        );
+        assert!(
+            matches!(second, (2, Err(LogError::Io { op: "write", .. }))),
+            "{second:?}"
+        );
+        assert!(shared.submitted.lock().unwrap().failed.is_some());
+        commands.send(submission(append(3), &results)).unwrap();
+        let third = received.recv().unwrap();
+        assert!(matches!(third, (3, Err(LogError::Failed(_)))), "{third:?}");
+        commands.send(Command::Close).unwrap();
+        assert!(matches!(thread.join().unwrap(), Err(LogError::Failed(_))));
+        assert_eq!(shared.stats.snapshot().fsyncs, 0);
+    }
+}
