@@ -223,11 +223,13 @@ impl std::fmt::Display for Message {
             MessageBody::ReadIndex { context } => {
                 write!(f, " Ctx:{:?}", String::from_utf8_lossy(context))
             }
-            MessageBody::ReadIndexResponse { context, index } => write!(
-                f,
-                " Ctx:{:?} Index:{index:?}",
-                String::from_utf8_lossy(context)
-            ),
+            MessageBody::ReadIndexResponse { context, index } => {
+                write!(f, " Ctx:{:?}", String::from_utf8_lossy(context))?;
+                match index {
+                    Some(index) => write!(f, " Index:{index}"),
+                    None => write!(f, " Refused"),
+                }
+            }
         }
     }
 }

@@ -119,6 +119,7 @@ fn crash_heavy(voters: usize) -> Profile {
             crash_per_mille: 80,
             pause_per_mille: 5,
             conf_change_per_mille: 0,
+            transfer_per_mille: 0,
             snapshot_per_mille: 0,
             persist_delay_ticks_max: 4,
         },
@@ -154,6 +155,7 @@ fn figure8_profile() -> Profile {
             crash_per_mille: 20,
             pause_per_mille: 20,
             conf_change_per_mille: 0,
+            transfer_per_mille: 0,
             snapshot_per_mille: 0,
             persist_delay_ticks_max: 2,
         },
@@ -242,6 +244,81 @@ fn simulator_catches_ack_before_persist() {
     );
 }
 
+/// A leadership transfer whose new leader the old one cannot hear: the old leader must
+/// stop answering lease reads at once (pitfall 4). Returns the violation, if any.
+fn lease_transfer_scenario(seed: u64, bugs: Bugs) -> Result<(), Violation> {
+    // A long election timeout gives a long lease, so the new leader commits inside it.
+    let mut world = World::new_with(seed, 3, 0, ReadOnlyOption::LeaseBased, bugs, &|config| {
+        config.election_timeout_ticks = 3 * ELECTION_TICKS;
+    });
+    world.faults = Faults::none();
+    world.trace = std::env::var("ARBOR_SIM_TRACE").is_ok();
+    let leader = loop {
+        world.step(false, false)?;
+        if let Some(l) = world.leader() {
+            break l;
+        }
+        if world.now > 100 * ELECTION_TICKS {
+            return Err(Violation("no first leader".into()));
+        }
+    };
+    for _ in 0..3 {
+        world.propose_on(leader);
+        world.step(false, false)?;
+    }
+    // Settle until the leader holds a fresh lease.
+    for _ in 0..(3 * ELECTION_TICKS) {
+        world.step(false, false)?;
+        let fresh = world.nodes[&leader]
+            .raw
+            .as_ref()
+            .and_then(|r| r.lease_remaining_ticks())
+            .is_some_and(|t| t >= 2 * ELECTION_TICKS);
+        if fresh {
+            break;
+        }
+    }
+    let others: Vec<NodeId> = world.ids().into_iter().filter(|&i| i != leader).collect();
+    for &o in &others {
+        world.block(o, leader, u64::MAX);
+    }
+    if let Some(raw) = world.nodes.get_mut(&leader).and_then(|n| n.raw.as_mut()) {
+        if world.trace {
+            println!(
+                "t={} transfer from {leader} lease={:?}",
+                world.now,
+                raw.lease_remaining_ticks()
+            );
+        }
+        raw.transfer_leader(others[0]);
+    }
+    for _ in 0..(2 * ELECTION_TICKS) {
+        world.step(false, false)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn simulator_catches_lease_kept_through_transfer() {
+    let bugs = Bugs {
+        lease_survives_transfer: true,
+        ..Bugs::default()
+    };
+    let caught = (0..20).find_map(|seed| lease_transfer_scenario(seed, bugs).err());
+    match caught {
+        Some(violation) => println!("lease survives transfer: caught: {}", violation.0),
+        None => panic!("lease survives transfer: not caught in 20 seeds"),
+    }
+    for seed in 0..20 {
+        if let Err(violation) = lease_transfer_scenario(seed, Bugs::default()) {
+            panic!(
+                "correct core failed the lease scenario, seed {seed}: {}",
+                violation.0
+            );
+        }
+    }
+}
+
 #[test]
 fn checker_objects_to_a_known_bad_history() {
     let mut checker = Checker::default();
@@ -324,10 +401,10 @@ fn paused_leader_is_replaced_and_truncates_its_uncommitted_entries() {
     // The others elect a new leader and commit new entries at the stale indexes.
     let new_leader = loop {
         world.step(false, false).expect("safe");
-        if let Some(l) = world.leader() {
-            if l != leader {
-                break l;
-            }
+        if let Some(l) = world.leader()
+            && l != leader
+        {
+            break l;
         }
         assert!(
             world.now < 100 * ELECTION_TICKS,

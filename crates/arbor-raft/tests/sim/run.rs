@@ -17,8 +17,6 @@ pub const LIVENESS_PROPOSALS: usize = 3;
 /// What a run looked like.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub voters: usize,
-    pub ticks: u64,
     pub committed: usize,
     pub reads_checked: u64,
 }
@@ -127,8 +125,6 @@ fn run_seed_inner(
         println!("stats: {:?}", world.stats);
     }
     Ok(Outcome {
-        voters: shape.voters,
-        ticks: world.now,
         committed: world.committed_proposals.len(),
         reads_checked: world.checker.reads_checked,
     })
@@ -156,12 +152,11 @@ pub fn liveness(world: &mut World) -> Result<(), Violation> {
     let deadline = world.now + LIVENESS_COMMIT_TICKS;
     let mut accepted = 0;
     loop {
-        if accepted < LIVENESS_PROPOSALS {
-            if let Some(leader) = world.leader() {
-                if world.propose_on(leader) {
-                    accepted += 1;
-                }
-            }
+        if accepted < LIVENESS_PROPOSALS
+            && let Some(leader) = world.leader()
+            && world.propose_on(leader)
+        {
+            accepted += 1;
         }
         world.step(false, false)?;
         if accepted == LIVENESS_PROPOSALS && converged(world) {

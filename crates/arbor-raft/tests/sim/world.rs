@@ -54,6 +54,8 @@ pub struct Faults {
     pub crash_per_mille: u64,
     pub pause_per_mille: u64,
     pub conf_change_per_mille: u64,
+    /// Leadership transfers started by the simulated operator.
+    pub transfer_per_mille: u64,
     pub snapshot_per_mille: u64,
     /// How long a Ready may wait before it is persisted (its `messages` leave at once).
     pub persist_delay_ticks_max: u64,
@@ -69,6 +71,7 @@ impl Faults {
             crash_per_mille: [0, 5, 20][rng.below(3) as usize],
             pause_per_mille: [0, 3, 10][rng.below(3) as usize],
             conf_change_per_mille: [0, 10, 40][rng.below(3) as usize],
+            transfer_per_mille: [0, 5, 20][rng.below(3) as usize],
             snapshot_per_mille: [0, 20, 80][rng.below(3) as usize],
             persist_delay_ticks_max: [0, 1, 4][rng.below(3) as usize],
         }
@@ -83,6 +86,7 @@ impl Faults {
             crash_per_mille: 0,
             pause_per_mille: 0,
             conf_change_per_mille: 0,
+            transfer_per_mille: 0,
             snapshot_per_mille: 0,
             persist_delay_ticks_max: 0,
         }
@@ -111,7 +115,6 @@ pub struct SimNode {
 }
 
 pub struct World {
-    pub seed: u64,
     pub rng: Rng,
     pub now: u64,
     pub nodes: BTreeMap<NodeId, SimNode>,
@@ -141,7 +144,6 @@ pub struct Stats {
     pub snapshots: u64,
     pub snapshots_installed: u64,
     pub proposals_rejected: u64,
-    pub leader_changes: u64,
 }
 
 pub const ELECTION_TICKS: u64 = 10;
@@ -206,7 +208,6 @@ impl World {
             );
         }
         World {
-            seed,
             rng,
             now: 0,
             nodes,
@@ -274,10 +275,10 @@ impl World {
                 if let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) {
                     raw.tick();
                 }
-            } else if self.nodes[&id].paused_until.is_some() {
-                if let Some(n) = self.nodes.get_mut(&id) {
-                    n.missed_ticks += 1;
-                }
+            } else if self.nodes[&id].paused_until.is_some()
+                && let Some(n) = self.nodes.get_mut(&id)
+            {
+                n.missed_ticks += 1;
             }
         }
         self.deliver()?;
@@ -286,6 +287,9 @@ impl World {
         }
         if faulty && self.rng.chance(self.faults.conf_change_per_mille) {
             self.propose_conf_change();
+        }
+        if faulty && self.rng.chance(self.faults.transfer_per_mille) {
+            self.transfer_leadership();
         }
         if self.rng.chance(self.faults.snapshot_per_mille) {
             self.take_snapshot();
@@ -337,19 +341,19 @@ impl World {
                 }
                 _ => {
                     // One-way: a can no longer reach b.
-                    if let (Some(a), Some(b)) = (self.rng.pick(&ids), self.rng.pick(&ids)) {
-                        if a != b {
-                            self.blocked.insert((a, b), until);
-                        }
+                    if let (Some(a), Some(b)) = (self.rng.pick(&ids), self.rng.pick(&ids))
+                        && a != b
+                    {
+                        self.blocked.insert((a, b), until);
                     }
                 }
             }
         }
-        if self.rng.chance(self.faults.crash_per_mille) {
-            if let Some(id) = self.rng.pick(&ids) {
-                let down_for = 1 + self.rng.below(4 * ELECTION_TICKS);
-                self.crash(id, self.now + down_for);
-            }
+        if self.rng.chance(self.faults.crash_per_mille)
+            && let Some(id) = self.rng.pick(&ids)
+        {
+            let down_for = 1 + self.rng.below(4 * ELECTION_TICKS);
+            self.crash(id, self.now + down_for);
         }
         if self.rng.chance(self.faults.pause_per_mille) {
             let victim = if self.rng.chance(500) {
@@ -473,6 +477,11 @@ impl World {
         }
     }
 
+    /// Drops every message from `from` to `to` until `until` (a one-way partition).
+    pub fn block(&mut self, from: NodeId, to: NodeId, until: u64) {
+        self.blocked.insert((from, to), until);
+    }
+
     /// Removes every partition.
     pub fn unblock_all(&mut self) {
         self.blocked.clear();
@@ -527,15 +536,15 @@ impl World {
     }
 
     fn client_actions(&mut self) {
-        if self.rng.chance(300) {
-            if let Some(id) = self.rng.pick(&self.ids()) {
-                self.propose_on(id);
-            }
+        if self.rng.chance(300)
+            && let Some(id) = self.rng.pick(&self.ids())
+        {
+            self.propose_on(id);
         }
-        if self.rng.chance(100) {
-            if let Some(id) = self.rng.pick(&self.ids()) {
-                self.read_on(id);
-            }
+        if self.rng.chance(100)
+            && let Some(id) = self.rng.pick(&self.ids())
+        {
+            self.read_on(id);
         }
     }
 
@@ -608,10 +617,10 @@ impl World {
                 }
             }
             2 => {
-                if voters.len() > 3 {
-                    if let Some(id) = self.rng.pick(&voters) {
-                        changes.push(ConfChangeSingle::Remove(id));
-                    }
+                if voters.len() > 3
+                    && let Some(id) = self.rng.pick(&voters)
+                {
+                    changes.push(ConfChangeSingle::Remove(id));
                 }
             }
             _ => {
@@ -630,6 +639,26 @@ impl World {
         };
         if raw.propose_conf_change(&ConfChange { changes }).is_ok() {
             self.stats.conf_changes += 1;
+        }
+    }
+
+    fn transfer_leadership(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let Some(raw) = self.nodes.get_mut(&leader).and_then(|n| n.raw.as_mut()) else {
+            return;
+        };
+        let voters: Vec<NodeId> = raw
+            .status()
+            .conf_state
+            .voters
+            .iter()
+            .copied()
+            .filter(|&id| id != leader)
+            .collect();
+        if let Some(to) = self.rng.pick(&voters)
+            && let Some(raw) = self.nodes.get_mut(&leader).and_then(|n| n.raw.as_mut())
+        {
+            raw.transfer_leader(to);
         }
     }
 
