@@ -174,13 +174,22 @@ fn full_queue_is_refused_not_grown() {
     )
     .unwrap();
     writer_busy.recv_timeout(STUCK).unwrap();
+    let (done, all_done) = mpsc::channel();
     for index in 2..2 + capacity as u64 {
-        wal.submit(append(index, 1, 1), Box::new(|_| {})).unwrap();
+        let done = done.clone();
+        wal.submit(
+            append(index, 1, 1),
+            Box::new(move |result| done.send(result).unwrap()),
+        )
+        .unwrap();
     }
     let refused = wal.submit(append(2 + capacity as u64, 1, 1), Box::new(|_| {}));
     assert!(matches!(refused, Err(SubmitError::Full { capacity: c }) if c == capacity));
     assert_eq!(wal.stats().queue_full, 1);
     release.send(()).unwrap();
+    for _ in 0..capacity {
+        all_done.recv_timeout(STUCK).unwrap().unwrap();
+    }
     // The refused batch was not accepted, so the same index is next.
     write(&wal, append(2 + capacity as u64, 1, 1)).unwrap();
     wal.close().unwrap();
