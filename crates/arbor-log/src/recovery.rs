@@ -3,6 +3,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use crate::config::LogConfig;
 use crate::error::LogError;
@@ -31,13 +32,6 @@ pub(crate) struct Recovery {
 pub(crate) fn recover(config: &LogConfig) -> Result<Recovery, LogError> {
     let dir = &config.dir;
     let listing = fsutil::list_dir(dir)?;
-    if !listing.temporaries.is_empty() {
-        for temporary in &listing.temporaries {
-            fs::remove_file(temporary)
-                .map_err(|error| LogError::io("remove temporary file", temporary, error))?;
-        }
-        fsutil::sync_dir(dir)?;
-    }
     // Only the newest snapshot is considered: if it is corrupt we refuse rather than guess
     // whether an older one plus the log still covers everything.
     let snapshot = match listing.snapshots.last() {
@@ -50,6 +44,7 @@ pub(crate) fn recover(config: &LogConfig) -> Result<Recovery, LogError> {
         if snapshot.is_some() {
             return Err(LogError::MissingSegments { dir: dir.clone() });
         }
+        remove_temporaries(dir, &listing.temporaries)?;
         let prepared = fsutil::prepare_segment(dir, 0, config.segment_size_bytes)?;
         let (path, file) = fsutil::install_segment(dir, prepared)?;
         tracing::info!(dir = %dir.display(), "created a new WAL");
@@ -87,6 +82,8 @@ pub(crate) fn recover(config: &LogConfig) -> Result<Recovery, LogError> {
         replay.segment(*seq, path, &bytes, position + 1 == count)?;
     }
     let outcome: ReplayOutcome = replay.finish()?;
+    // From here on the directory is known good and may be modified.
+    remove_temporaries(dir, &listing.temporaries)?;
     let reset_to = outcome.needs_reset().then_some(outcome.last_index);
     let Some(last) = outcome.segments.last().cloned() else {
         unreachable!("replay of {count} segments lists none");
@@ -168,4 +165,17 @@ pub(crate) fn recover(config: &LogConfig) -> Result<Recovery, LogError> {
         reset_to,
         last_index: outcome.last_index,
     })
+}
+
+/// Removes files of interrupted writes (a preallocated segment never used, a snapshot never
+/// renamed into place).
+fn remove_temporaries(dir: &Path, temporaries: &[PathBuf]) -> Result<(), LogError> {
+    if temporaries.is_empty() {
+        return Ok(());
+    }
+    for temporary in temporaries {
+        fs::remove_file(temporary)
+            .map_err(|error| LogError::io("remove temporary file", temporary, error))?;
+    }
+    fsutil::sync_dir(dir)
 }
