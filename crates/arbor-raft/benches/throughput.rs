@@ -9,7 +9,54 @@ use arbor_raft::{ConfState, Config, MemStorage, Message, NodeId, RawNode, Role};
 use bytes::Bytes;
 
 fn main() {
+    if std::env::var("ARBOR_BENCH_CPU").is_ok() {
+        for batch in [1, 10, 100] {
+            cpu_per_entry(batch, 200_000);
+        }
+        return;
+    }
     divan::main();
+}
+
+/// User + system CPU seconds of this process so far, from `/proc/self/stat` (Linux; clock
+/// ticks of 1/100 s).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
+/// Measures CPU time (not wall time) per entry over `entries` entries: immune to other
+/// processes competing for the cores.
+fn cpu_per_entry(batch: usize, entries: usize) {
+    let mut cluster = Cluster::new();
+    let payload = Bytes::from(vec![7u8; 128]);
+    let wall = std::time::Instant::now();
+    let cpu_start = process_cpu_seconds().unwrap_or(0.0);
+    let mut proposed = 0;
+    while proposed < entries {
+        if cluster.nodes[0]
+            .propose(vec![payload.clone(); batch])
+            .is_ok()
+        {
+            proposed += batch;
+        }
+        cluster.round();
+    }
+    let target = cluster.nodes[0].status().last_index;
+    cluster.run_until(|c| c.nodes.iter().all(|n| n.status().applied >= target));
+    let cpu = process_cpu_seconds().unwrap_or(0.0) - cpu_start;
+    let wall = wall.elapsed().as_secs_f64();
+    println!(
+        "cpu: batch={batch} entries={proposed} cpu_us_per_entry={:.3} entries_per_cpu_s={:.0} \
+         wall_s={wall:.3}",
+        cpu * 1e6 / proposed as f64,
+        proposed as f64 / cpu.max(1e-9)
+    );
 }
 
 const NODES: u64 = 3;

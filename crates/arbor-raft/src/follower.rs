@@ -1,6 +1,10 @@
 //! The follower's side: accepting appends (with the log-matching checks), heartbeats and
 //! snapshots sent in chunks.
 
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
 use crate::message::{MessageBody, RejectHint};
 use crate::raft::{IncomingSnapshot, Raft};
 use crate::storage::Storage;
@@ -96,35 +100,59 @@ impl<S: Storage> Raft<S> {
             );
             return;
         }
-        if offset == 0 {
-            self.incoming_snapshot = Some(IncomingSnapshot {
-                metadata: metadata.clone(),
-                data: Vec::new(),
-            });
-        }
-        let in_order = self.incoming_snapshot.as_ref().is_some_and(|s| {
-            s.metadata.index == metadata.index
-                && s.metadata.term == metadata.term
-                && s.data.len() as u64 == offset
+        let same = self.incoming_snapshot.as_ref().is_some_and(|s| {
+            s.metadata.index == metadata.index && s.metadata.term == metadata.term
         });
-        if !in_order {
-            // A chunk went missing: drop the transfer; the leader retries after a timeout.
-            self.incoming_snapshot = None;
-            return;
+        if !same {
+            let newer = self
+                .incoming_snapshot
+                .as_ref()
+                .is_none_or(|s| metadata.index >= s.metadata.index);
+            if !newer {
+                return;
+            }
+            self.incoming_snapshot = Some(IncomingSnapshot {
+                metadata,
+                chunks: BTreeMap::new(),
+                total_bytes: None,
+            });
         }
         let Some(incoming) = self.incoming_snapshot.as_mut() else {
             return;
         };
-        incoming.data.extend_from_slice(data);
-        if !done {
+        incoming.chunks.insert(offset, Bytes::copy_from_slice(data));
+        if done {
+            incoming.total_bytes = Some(offset + data.len() as u64);
+        }
+        let Some(total) = incoming.total_bytes else {
+            return;
+        };
+        // Complete when the chunks cover [0, total) without a gap.
+        let mut covered = 0u64;
+        for (&at, chunk) in &incoming.chunks {
+            if at > covered {
+                return;
+            }
+            covered = covered.max(at + chunk.len() as u64);
+        }
+        if covered < total {
             return;
         }
         let Some(incoming) = self.incoming_snapshot.take() else {
             return;
         };
+        let mut bytes = Vec::with_capacity(total as usize);
+        for (at, chunk) in incoming.chunks {
+            let have = bytes.len() as u64;
+            if at + chunk.len() as u64 <= have {
+                continue;
+            }
+            bytes.extend_from_slice(&chunk[(have - at) as usize..]);
+        }
+        bytes.truncate(total as usize);
         let snapshot = Snapshot {
             metadata: incoming.metadata,
-            data: incoming.data.into(),
+            data: bytes.into(),
         };
         self.restore(snapshot);
         let index = self.log.committed;

@@ -41,9 +41,15 @@ pub(crate) struct PendingRead {
 
 /// A snapshot being received in chunks.
 #[derive(Debug)]
+///
+/// Chunks may arrive reordered or duplicated; they are kept by offset until they cover the
+/// whole snapshot. Only one snapshot (the newest seen) is assembled at a time.
 pub(crate) struct IncomingSnapshot {
     pub(crate) metadata: crate::types::SnapshotMetadata,
-    pub(crate) data: Vec<u8>,
+    /// offset -> chunk
+    pub(crate) chunks: BTreeMap<u64, Bytes>,
+    /// Known once the last chunk arrived: the snapshot's length.
+    pub(crate) total_bytes: Option<u64>,
 }
 
 /// The consensus state of one node.

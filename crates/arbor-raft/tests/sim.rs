@@ -122,6 +122,7 @@ fn crash_heavy(voters: usize) -> Profile {
             transfer_per_mille: 0,
             snapshot_per_mille: 0,
             persist_delay_ticks_max: 4,
+            clock_skew_every: 10,
         },
     }
 }
@@ -158,6 +159,7 @@ fn figure8_profile() -> Profile {
             transfer_per_mille: 0,
             snapshot_per_mille: 0,
             persist_delay_ticks_max: 2,
+            clock_skew_every: 10,
         },
     }
 }

@@ -59,6 +59,10 @@ pub struct Faults {
     pub snapshot_per_mille: u64,
     /// How long a Ready may wait before it is persisted (its `messages` leave at once).
     pub persist_delay_ticks_max: u64,
+    /// Clock drift: every this many ticks a slow node misses a tick and a fast node gets an
+    /// extra one (0: perfect clocks). At 10 or more, two nodes drift apart by at most 2 ticks
+    /// per election timeout of 10, within `lease_drift_ticks`.
+    pub clock_skew_every: u64,
 }
 
 impl Faults {
@@ -74,6 +78,7 @@ impl Faults {
             transfer_per_mille: [0, 5, 20][rng.below(3) as usize],
             snapshot_per_mille: [0, 20, 80][rng.below(3) as usize],
             persist_delay_ticks_max: [0, 1, 4][rng.below(3) as usize],
+            clock_skew_every: [0, 10, 20][rng.below(3) as usize],
         }
     }
 
@@ -89,6 +94,7 @@ impl Faults {
             transfer_per_mille: 0,
             snapshot_per_mille: 0,
             persist_delay_ticks_max: 0,
+            clock_skew_every: 0,
         }
     }
 }
@@ -105,6 +111,8 @@ pub struct SimNode {
     pending: Option<(u64, Ready)>,
     pub paused_until: Option<u64>,
     missed_ticks: u64,
+    /// -1: this node's clock runs slow, 1: fast, 0: exact.
+    pub clock_skew: i8,
     pub down_until: Option<u64>,
     /// State machine: applied index and running digest, and the membership applied.
     pub applied: LogIndex,
@@ -198,6 +206,7 @@ impl World {
                     pending: None,
                     paused_until: None,
                     missed_ticks: 0,
+                    clock_skew: [-1, 0, 1][rng.below(3) as usize],
                     down_until: None,
                     applied: LogIndex(0),
                     digest: 0,
@@ -270,10 +279,22 @@ impl World {
             self.inject_faults();
         }
         self.wake_up();
+        let every = self.faults.clock_skew_every;
+        let now = self.now;
         for id in self.ids() {
             if self.running(id) {
-                if let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) {
-                    raw.tick();
+                if let Some(n) = self.nodes.get_mut(&id) {
+                    let ticks = match n.clock_skew {
+                        _ if every == 0 || !(now + id.0).is_multiple_of(every) => 1,
+                        -1 => 0,
+                        1 => 2,
+                        _ => 1,
+                    };
+                    if let Some(raw) = n.raw.as_mut() {
+                        for _ in 0..ticks {
+                            raw.tick();
+                        }
+                    }
                 }
             } else if self.nodes[&id].paused_until.is_some()
                 && let Some(n) = self.nodes.get_mut(&id)
