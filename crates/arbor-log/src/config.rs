@@ -71,7 +71,10 @@ impl LogConfig {
             return Err(ConfigError::Zero("snapshots_retained"));
         }
         if self.record_size_bytes_max < format::ENTRY_RECORD_OVERHEAD_BYTES as u32 {
-            return Err(ConfigError::Zero("record_size_bytes_max"));
+            return Err(ConfigError::RecordSmallerThanOverhead {
+                record_size_bytes_max: self.record_size_bytes_max,
+                overhead_bytes: format::ENTRY_RECORD_OVERHEAD_BYTES,
+            });
         }
         // Keep a frame's length (payload plus header record) well inside the u32 length field.
         if self.batch_bytes_max > (u32::MAX / 2) as usize {

@@ -249,6 +249,16 @@ pub enum ConfigError {
     /// A limit that must be positive is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// `record_size_bytes_max` cannot hold even an entry without data.
+    #[error(
+        "record_size_bytes_max {record_size_bytes_max} is below the entry record overhead of {overhead_bytes} bytes"
+    )]
+    RecordSmallerThanOverhead {
+        /// The configured record limit.
+        record_size_bytes_max: u32,
+        /// [`crate::ENTRY_RECORD_OVERHEAD_BYTES`].
+        overhead_bytes: usize,
+    },
     /// `batch_bytes_max` cannot hold one maximal entry with a hard state and a truncation.
     #[error(
         "batch_bytes_max {batch_bytes_max} is below record_size_bytes_max {record_size_bytes_max} plus {overhead_bytes} bytes of batch overhead"

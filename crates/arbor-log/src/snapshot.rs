@@ -39,6 +39,9 @@ struct Shared {
     newest: Mutex<Option<SnapshotMeta>>,
     /// Serializes saves, so two snapshots never race on renames and pruning.
     save_lock: Mutex<()>,
+    /// The data directory's exclusive lock, held while the WAL or any store handle lives, so
+    /// a snapshot still being written keeps other WALs out of the directory.
+    _dir_lock: File,
 }
 
 /// Writes and reads snapshots. Cheap to clone and usable from any thread: saving a snapshot
@@ -53,6 +56,7 @@ impl SnapshotStore {
         dir: PathBuf,
         retained: usize,
         newest: Option<SnapshotMeta>,
+        dir_lock: File,
     ) -> SnapshotStore {
         SnapshotStore {
             shared: Arc::new(Shared {
@@ -60,6 +64,7 @@ impl SnapshotStore {
                 retained,
                 newest: Mutex::new(newest),
                 save_lock: Mutex::new(()),
+                _dir_lock: dir_lock,
             }),
         }
     }
@@ -324,6 +329,10 @@ mod tests {
         }
     }
 
+    fn store_in(dir: &Path) -> SnapshotStore {
+        SnapshotStore::new(dir.to_path_buf(), 2, None, fsutil::lock_dir(dir).unwrap())
+    }
+
     fn save(store: &SnapshotStore, index: u64, data: &[u8]) -> Result<(), LogError> {
         store.save(&meta(index), &mut |out: &mut dyn Write| out.write_all(data))
     }
@@ -331,7 +340,7 @@ mod tests {
     #[test]
     fn saved_snapshot_loads_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path().to_path_buf(), 2, None);
+        let store = store_in(dir.path());
         save(&store, 10, b"the tree").unwrap();
         assert_eq!(store.newest_index(), 10);
         let (loaded_meta, data) = store.load_newest().unwrap().unwrap();
@@ -343,7 +352,7 @@ mod tests {
     #[test]
     fn every_single_byte_flip_is_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path().to_path_buf(), 2, None);
+        let store = store_in(dir.path());
         save(&store, 4, b"payload bytes").unwrap();
         let path = fsutil::snapshot_path(dir.path(), 4);
         let bytes = fs::read(&path).unwrap();
@@ -363,7 +372,7 @@ mod tests {
     #[test]
     fn old_snapshots_are_pruned_and_stale_ones_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path().to_path_buf(), 2, None);
+        let store = store_in(dir.path());
         for index in [1, 5, 9] {
             save(&store, index, b"x").unwrap();
         }
@@ -388,7 +397,7 @@ mod tests {
     #[test]
     fn failing_writer_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path().to_path_buf(), 2, None);
+        let store = store_in(dir.path());
         let result = store.save(&meta(3), &mut |out: &mut dyn Write| {
             out.write_all(b"partial")?;
             Err(io::Error::other("serializer failed"))
@@ -402,7 +411,7 @@ mod tests {
     #[test]
     fn file_renamed_to_another_index_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path().to_path_buf(), 2, None);
+        let store = store_in(dir.path());
         save(&store, 4, b"x").unwrap();
         let moved = fsutil::snapshot_path(dir.path(), 6);
         fs::rename(fsutil::snapshot_path(dir.path(), 4), &moved).unwrap();

@@ -1,6 +1,5 @@
 //! The public handle: open (recover), submit, compact, close.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,9 +24,8 @@ pub struct Wal {
     sender: Option<SyncSender<Command>>,
     writer: Option<JoinHandle<Result<(), LogError>>>,
     shared: Arc<Shared>,
+    /// Also holds the directory's exclusive lock, for as long as any handle to it lives.
     snapshots: SnapshotStore,
-    /// Holds the directory's exclusive lock until the WAL is dropped.
-    _lock: File,
 }
 
 impl Wal {
@@ -73,8 +71,12 @@ impl Wal {
             .name("arbor-wal-writer".into())
             .spawn(move || writer.run(&commands))
             .map_err(|error| LogError::io("spawn writer thread", &config.dir, error))?;
-        let snapshots =
-            SnapshotStore::new(config.dir.clone(), config.snapshots_retained, snapshot_meta);
+        let snapshots = SnapshotStore::new(
+            config.dir.clone(),
+            config.snapshots_retained,
+            snapshot_meta,
+            lock,
+        );
         Ok((
             Wal {
                 config,
@@ -82,7 +84,6 @@ impl Wal {
                 writer: Some(thread),
                 shared,
                 snapshots,
-                _lock: lock,
             },
             recovery.recovered,
         ))

@@ -254,7 +254,14 @@ fn a_directory_is_opened_by_one_wal_at_a_time() {
         Wal::open(small_config(dir.path())),
         Err(LogError::Locked { .. })
     ));
+    // A snapshot handle that outlives the WAL keeps the directory locked.
+    let store = wal.snapshots();
     wal.close().unwrap();
+    assert!(matches!(
+        Wal::open(small_config(dir.path())),
+        Err(LogError::Locked { .. })
+    ));
+    drop(store);
     assert!(Wal::open(small_config(dir.path())).is_ok());
 }
 
