@@ -227,6 +227,7 @@ pub async fn run_fanout(plan: &Plan, report: &mut Report) -> Result<(), FanoutEr
     let _ = rounds_tx.send(ROUND_CLOSE);
     while tasks.join_next().await.is_some() {}
     let _ = writer.close(()).await;
+    report.warmup_ops = warmup_rounds.min(round);
     report.latency = rounds_recorder.summary();
     report.elapsed_s = started.elapsed().as_secs_f64();
     report.ops_per_s = if measured_time.is_zero() {
