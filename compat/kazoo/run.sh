@@ -190,7 +190,7 @@ fi
 $preflight_ok || summary="servers did not answer the preflight check; suite not run"
 "$venv/bin/python" "$here/tally.py" "$work/collected.txt" "$work/outcomes.txt" "$out" "$label" \
   "command: compat/kazoo/run.sh ${orig_args[*]}" \
-  "date: $(date -u +%Y-%m-%dT%H:%M:%SZ); server: $server" \
+  "finished: $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; server: $server" \
   "kazoo $("$venv/bin/python" -c 'import kazoo.version as v; print(v.__version__)'), ZOOKEEPER_VERSION=$ZOOKEEPER_VERSION, CI=$CI, per-test timeout ${timeout_s} s, budget ${budget_s} s (0: none)" \
   "$summary"
 echo "run.sh: results in ${out#"$repo"/}, pytest output in ${work#"$repo"/}/pytest.log"
