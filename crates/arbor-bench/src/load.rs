@@ -313,3 +313,41 @@ pub async fn run_load(plan: &Plan, report: &mut Report) -> Result<(), SessionErr
     };
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phases(budget: Option<u64>, end: Option<Duration>) -> (Instant, Phases) {
+        let start = Instant::now();
+        let measure_start = start + Duration::from_secs(1);
+        let phases = Phases {
+            start,
+            measure_start,
+            end: end.map(|end| measure_start + end),
+            budget: budget.map(AtomicU64::new),
+            abort: AtomicBool::new(false),
+        };
+        (start, phases)
+    }
+
+    #[test]
+    fn warm_up_requests_are_sent_unmeasured_and_spend_no_budget() {
+        let (start, phases) = phases(Some(2), None);
+        assert_eq!(phases.admit(start), Some(false));
+        assert_eq!(phases.admit(start), Some(false));
+        let measuring = start + Duration::from_secs(1);
+        assert_eq!(phases.admit(measuring), Some(true));
+        assert_eq!(phases.admit(measuring), Some(true));
+        assert_eq!(phases.admit(measuring), None, "budget of 2 spent");
+    }
+
+    #[test]
+    fn nothing_is_sent_at_or_after_the_end_or_after_an_abort() {
+        let (start, phases) = phases(None, Some(Duration::from_secs(5)));
+        assert_eq!(phases.admit(start + Duration::from_secs(5)), Some(true));
+        assert_eq!(phases.admit(start + Duration::from_secs(6)), None);
+        phases.abort.store(true, Ordering::Relaxed);
+        assert_eq!(phases.admit(start + Duration::from_secs(2)), None);
+    }
+}
