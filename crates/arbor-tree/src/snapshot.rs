@@ -499,7 +499,9 @@ impl Loader {
         if !is_root {
             let extended = self.state.extended_types_enabled;
             let parent_key = KeyRef::of_path(key.parent);
-            let parent = parent_key.and_then(|parent| self.state.nodes.get_mut(&parent));
+            let parent = parent_key
+                .and_then(|parent| self.state.nodes.get_mut(&parent))
+                .map(Arc::make_mut);
             let Some(parent) = parent else {
                 return Err(self.corrupt(CorruptReason::MissingParent { path }));
             };
@@ -541,7 +543,7 @@ impl Loader {
         };
         self.state.data_size += java_length(&path) as i64 + node.data().len() as i64;
         self.state.register(&key, node.ephemeral_owner);
-        self.state.nodes.insert(key, node);
+        self.state.nodes.insert(key, Arc::new(node));
         Ok(())
     }
 

@@ -18,7 +18,9 @@ use crate::session::Session;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct State {
     /// Every node, the root included, by (parent path, name).
-    pub(crate) nodes: OrdMap<NodeKey, Znode>,
+    /// Nodes are behind an `Arc` so map leaves stay small (cheaper copy-on-write after a
+    /// snapshot clone, and fewer bytes per node); a write copies a shared node first.
+    pub(crate) nodes: OrdMap<NodeKey, Arc<Znode>>,
     pub(crate) acls: AclTable,
     pub(crate) sessions: OrdMap<SessionId, Session>,
     /// Invariant: exactly the container nodes.
@@ -50,12 +52,18 @@ impl State {
 
     /// The node at `path`, if any.
     pub(crate) fn get(&self, path: &str) -> Option<&Znode> {
-        self.nodes.get(&KeyRef::of_path(path)?)
+        self.nodes.get(&KeyRef::of_path(path)?).map(|node| &**node)
+    }
+
+    /// A node to change, unshared from any snapshot first.
+    fn node_mut(&mut self, key: &KeyRef<'_>) -> Option<&mut Znode> {
+        self.nodes.get_mut(key).map(Arc::make_mut)
     }
 
     /// The node at `path` with its key.
     pub(crate) fn get_entry(&self, path: &str) -> Option<(&NodeKey, &Znode)> {
-        self.nodes.get_key_value(&KeyRef::of_path(path)?)
+        let (key, node) = self.nodes.get_key_value(&KeyRef::of_path(path)?)?;
+        Some((key, &**node))
     }
 
     /// The children of the node whose canonical path is `path`, in name order.
@@ -66,6 +74,7 @@ impl State {
         self.nodes
             .range(KeyRef::first_child_of(path)..)
             .take_while(move |(key, _)| &*key.parent == path)
+            .map(|(key, node)| (key, &**node))
     }
 
     /// The ACL list of a node.
@@ -86,18 +95,17 @@ impl State {
     pub(crate) fn insert_system_node(&mut self, path: &str, acl: &[Acl]) {
         let acl = self.acls.acquire(acl);
         if path == "/" {
-            self.nodes.insert(NodeKey::root(), Znode::system(acl));
+            self.nodes
+                .insert(NodeKey::root(), Arc::new(Znode::system(acl)));
             self.data_size += 1;
             return;
         }
         let key = self.key_for_new(path);
-        let parent = self
-            .nodes
-            .get_mut(&KeyRef::of_path(&key.parent).unwrap_or(ROOT_KEY));
+        let parent = self.node_mut(&KeyRef::of_path(&key.parent).unwrap_or(ROOT_KEY));
         let parent = parent.unwrap_or_else(|| panic!("system node {path} has no parent"));
         parent.num_children += 1;
         self.data_size += java_length(path) as i64;
-        self.nodes.insert(key, Znode::system(acl));
+        self.nodes.insert(key, Arc::new(Znode::system(acl)));
     }
 
     fn key_for_new(&self, path: &str) -> NodeKey {
@@ -120,14 +128,14 @@ impl State {
             !self.nodes.contains_key(&key.as_ref()),
             "create of existing node {path}"
         );
-        let parent = self.nodes.get_mut(&parent_key(&key));
+        let parent = self.node_mut(&parent_key(&key));
         let parent = parent.unwrap_or_else(|| panic!("create of {path} under a missing parent"));
         parent.cversion = parent.cversion.wrapping_add(1);
         parent.pzxid = zxid;
         parent.num_children += 1;
         self.data_size += java_length(path) as i64 + node.data().len() as i64;
         self.register(&key, node.ephemeral_owner);
-        self.nodes.insert(key.clone(), node);
+        self.nodes.insert(key.clone(), Arc::new(node));
         key
     }
 
@@ -137,7 +145,7 @@ impl State {
     ///
     /// # Panics
     /// If the node is missing or has children: the caller validated both.
-    pub(crate) fn remove_node(&mut self, key: &NodeKey, zxid: i64) -> Znode {
+    pub(crate) fn remove_node(&mut self, key: &NodeKey, zxid: i64) -> Arc<Znode> {
         let node = self.nodes.remove(&key.as_ref());
         let node = node.unwrap_or_else(|| panic!("delete of missing node {}", key.path()));
         assert_eq!(
@@ -146,7 +154,7 @@ impl State {
             "delete of {} with children",
             key.path()
         );
-        let parent = self.nodes.get_mut(&parent_key(key));
+        let parent = self.node_mut(&parent_key(key));
         let parent = parent.unwrap_or_else(|| panic!("node {} had no parent", key.path()));
         parent.num_children -= 1;
         if zxid > parent.pzxid {
@@ -167,7 +175,7 @@ impl State {
         zxid: i64,
         time_ms: i64,
     ) -> &Znode {
-        let node = self.nodes.get_mut(&key.as_ref());
+        let node = self.nodes.get_mut(&key.as_ref()).map(Arc::make_mut);
         let node = node.unwrap_or_else(|| panic!("setData of missing node {}", key.path()));
         self.data_size += data.len() as i64 - node.data().len() as i64;
         node.data = stored_data(data);
@@ -180,13 +188,14 @@ impl State {
     /// Replaces a node's ACL (`DataTree.setACL`).
     pub(crate) fn set_acl(&mut self, key: &NodeKey, acl: &[Acl], aversion: i32) -> &Znode {
         let new_acl = self.acls.acquire(acl);
-        let node = self.nodes.get_mut(&key.as_ref());
+        let node = self.node_mut(&key.as_ref());
         let node = node.unwrap_or_else(|| panic!("setACL of missing node {}", key.path()));
         let old_acl = std::mem::replace(&mut node.acl, new_acl);
         node.aversion = aversion;
         self.acls.release(old_acl);
         self.nodes
             .get(&key.as_ref())
+            .map(|node| &**node)
             .unwrap_or_else(|| panic!("setACL lost node {}", key.path()))
     }
 

@@ -191,7 +191,7 @@ impl DataTree {
                 self.state
                     .nodes
                     .get(&key.as_ref())
-                    .is_some_and(ops::is_empty_used_container)
+                    .is_some_and(|node| ops::is_empty_used_container(node))
             })
             .take(max)
             .map(|key| key.path())
