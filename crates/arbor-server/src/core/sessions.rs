@@ -1,0 +1,217 @@
+//! Handshakes, session liveness and expiry, and container/TTL cleanup proposals.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arbor_proto::{ConnectRequest, ConnectResponse, Id, SessionId, Zxid};
+use arbor_tree::Command;
+use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::*;
+use crate::outbound::Outbound;
+use crate::watches::ConnectionId;
+
+impl Core {
+    // ----- connections and sessions -------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_connect(
+        &mut self,
+        connection: ConnectionId,
+        peer: SocketAddr,
+        request: ConnectRequest,
+        outbound: mpsc::Sender<Outbound>,
+        closer: CancellationToken,
+        permits: Arc<Semaphore>,
+        reply: oneshot::Sender<ConnectOutcome>,
+    ) {
+        let last_applied = self.tree.last_applied_zxid();
+        if request.last_zxid_seen > last_applied.0 {
+            // ZooKeeper closes without an answer so the client tries a server that is not
+            // behind it (single system image: a client never goes back in time).
+            warn!(
+                %peer,
+                client_zxid = %Zxid(request.last_zxid_seen),
+                server_zxid = %last_applied,
+                "refusing client that has seen a newer zxid than this server"
+            );
+            let _ = reply.send(ConnectOutcome::Close("client has seen a newer zxid"));
+            return;
+        }
+        let mut state = Connection {
+            peer,
+            session_id: None,
+            identities: vec![Id::new("ip", peer.ip().to_string())],
+            outbound,
+            closer,
+            permits,
+            writes_in_flight: 0,
+            queued: VecDeque::new(),
+            received: 1,
+            sent: 0,
+            established: Instant::now(),
+        };
+        let read_only = request.read_only;
+        if request.session_id != 0 {
+            let session_id = SessionId(request.session_id);
+            let valid = match (
+                self.tree.session(session_id),
+                self.sessions.get(&session_id),
+            ) {
+                (Some(session), Some(liveness)) => {
+                    !liveness.closing && session.password() == request.password.as_ref()
+                }
+                _ => false,
+            };
+            if !valid {
+                info!(%peer, session = %session_id, "session expired or bad password on reconnect");
+                let _ = reply.send(ConnectOutcome::Refused(ConnectResponse::refused(read_only)));
+                return;
+            }
+            let Some(session) = self.tree.session(session_id) else {
+                return;
+            };
+            let timeout_ms = session.timeout_ms();
+            let password = Bytes::copy_from_slice(session.password());
+            // The session moves to this connection; the old one is closed, as ZooKeeper does
+            // (ServerCnxnFactory.closeSession with reason CLIENT_RECONNECT).
+            if let Some(liveness) = self.sessions.get_mut(&session_id) {
+                liveness.last_heard = Instant::now();
+                if let Some(old) = liveness.connection.replace(connection)
+                    && old != connection
+                {
+                    self.close_connection(old, "session moved to a new connection");
+                }
+            }
+            state.session_id = Some(session_id);
+            self.connections.insert(connection, state);
+            info!(%peer, session = %session_id, "session resumed");
+            let _ = reply.send(ConnectOutcome::Accepted(ConnectResponse {
+                protocol_version: 0,
+                timeout_ms,
+                session_id: session_id.0,
+                password,
+                read_only: read_only.map(|_| false),
+            }));
+            return;
+        }
+        let (min, max) = self.config.session_timeout_bounds_ms();
+        let timeout_ms = (request.timeout_ms.max(0) as u32).clamp(min, max) as i32;
+        let session_id = self.mint_session_id();
+        let password: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
+        self.connections.insert(connection, state);
+        self.propose(
+            Command::CreateSession {
+                session_id,
+                timeout_ms,
+                password,
+            },
+            Waiter::Connect {
+                connection,
+                reply,
+                read_only,
+            },
+        );
+    }
+
+    pub(super) fn mint_session_id(&mut self) -> SessionId {
+        loop {
+            let candidate = SessionId(self.session_id_next);
+            self.session_id_next = self.session_id_next.wrapping_add(1);
+            // i64::MIN is the container marker in ephemeralOwner; never hand it out.
+            if candidate.0 != i64::MIN
+                && candidate.0 != 0
+                && self.tree.session(candidate).is_none()
+                && !self.sessions.contains_key(&candidate)
+            {
+                return candidate;
+            }
+        }
+    }
+
+    /// Forgets a connection whose socket closed. Its session lives on until it times out.
+    pub(super) fn drop_connection(&mut self, connection: ConnectionId) {
+        let Some(state) = self.connections.remove(&connection) else {
+            return;
+        };
+        self.watches.remove_connection(connection);
+        if let Some(session_id) = state.session_id
+            && let Some(liveness) = self.sessions.get_mut(&session_id)
+            && liveness.connection == Some(connection)
+        {
+            liveness.connection = None;
+        }
+        debug!(peer = %state.peer, "connection closed");
+    }
+
+    /// Closes a connection from our side.
+    pub(super) fn close_connection(&mut self, connection: ConnectionId, reason: &str) {
+        if let Some(state) = self.connections.get(&connection) {
+            info!(peer = %state.peer, reason, "closing connection");
+            state.closer.cancel();
+        }
+        self.drop_connection(connection);
+    }
+
+    pub(super) fn touch(&mut self, connection: ConnectionId) {
+        if let Some(session_id) = self.connections.get(&connection).and_then(|c| c.session_id)
+            && let Some(liveness) = self.sessions.get_mut(&session_id)
+            && liveness.connection == Some(connection)
+        {
+            liveness.last_heard = Instant::now();
+        }
+    }
+
+    pub(super) fn on_tick(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| !s.closing && now.duration_since(s.last_heard) > s.timeout)
+            .map(|(&id, _)| id)
+            .collect();
+        for session_id in expired {
+            info!(session = %session_id, "session expired");
+            if let Some(liveness) = self.sessions.get_mut(&session_id) {
+                liveness.closing = true;
+            }
+            self.stats.sessions_expired += 1;
+            self.propose(Command::CloseSession { session_id }, Waiter::Expiry);
+        }
+        if now >= self.next_cleanup {
+            self.next_cleanup =
+                now + Duration::from_millis(self.config.container_check_interval_ms);
+            self.propose_cleanups();
+        }
+    }
+
+    /// Container and TTL removal: decided here (the leader), carried out by logged commands
+    /// that every replica applies, never by a replica's own clock.
+    pub(super) fn propose_cleanups(&mut self) {
+        const CLEANUPS_PER_ROUND_MAX: usize = 1000;
+        let now_ms = wall_clock_ms();
+        let ttl = self.tree.expired_ttl_nodes(now_ms, CLEANUPS_PER_ROUND_MAX);
+        let containers = self.tree.empty_containers(CLEANUPS_PER_ROUND_MAX);
+        for path in ttl {
+            if self.cleanup_pending.insert(path.clone()) {
+                self.propose(
+                    Command::DeleteExpiredTtl { path: path.clone() },
+                    Waiter::Cleanup { path },
+                );
+            }
+        }
+        for path in containers {
+            if self.cleanup_pending.insert(path.clone()) {
+                self.propose(
+                    Command::DeleteEmptyContainer { path: path.clone() },
+                    Waiter::Cleanup { path },
+                );
+            }
+        }
+    }
+}
