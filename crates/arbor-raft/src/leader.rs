@@ -188,6 +188,11 @@ impl<S: Storage> Raft<S> {
                     |n: NodeId| n == id || self.progress.get(&n).is_some_and(|p| p.recent_active);
                 if !quorum::is_quorum(&self.conf, &active) {
                     // Check-quorum: we cannot hear a majority, so another leader may exist.
+                    tracing::info!(
+                        node_id = self.id.0,
+                        term = self.term.0,
+                        "no quorum heard within an election timeout"
+                    );
                     let term = self.term;
                     self.become_follower(term, None);
                     return;

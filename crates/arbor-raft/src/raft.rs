@@ -220,6 +220,7 @@ impl<S: Storage> Raft<S> {
             changed = true;
         }
         if changed {
+            tracing::debug!(node_id = self.id.0, from = from.0, "membership changed");
             self.conf = self
                 .conf_history
                 .last()
@@ -291,6 +292,9 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if self.role == Role::Leader {
+            tracing::info!(node_id = self.id.0, term = term.0, "stepped down");
+        }
         self.reset(term);
         self.role = Role::Follower;
         self.leader = leader;
@@ -307,16 +311,18 @@ impl<S: Storage> Raft<S> {
         let leader = self.leader;
         self.votes.clear();
         self.election_elapsed = 0;
+        self.role = Role::PreCandidate;
+        if Bugs::on(self.bugs.pre_vote_keeps_leader) {
+            // The bug as etcd had it: the leader is kept, and the timeout is not drawn anew.
+            self.leader = leader;
+            return;
+        }
+        // A fresh timeout each round also keeps two pre-candidates from staying in step.
         self.randomized_election_timeout = self.rng.range(
             self.cfg.election_timeout_ticks,
             2 * self.cfg.election_timeout_ticks,
         );
-        self.role = Role::PreCandidate;
-        self.leader = if Bugs::on(self.bugs.pre_vote_keeps_leader) {
-            leader
-        } else {
-            None
-        };
+        self.leader = None;
     }
 
     fn become_candidate(&mut self) -> bool {
@@ -333,6 +339,7 @@ impl<S: Storage> Raft<S> {
         self.reset(next);
         self.vote = Some(self.id);
         self.role = Role::Candidate;
+        tracing::debug!(node_id = self.id.0, term = next.0, "became candidate");
         // Our own vote counts once it is durable (see `on_persisted`).
         self.self_vote_pending = Some(next);
         true
@@ -349,6 +356,7 @@ impl<S: Storage> Raft<S> {
         self.reset(term);
         self.role = Role::Leader;
         self.leader = Some(self.id);
+        tracing::info!(node_id = self.id.0, term = self.term.0, "became leader");
         // Every membership change already in the log must apply before another is proposed.
         self.pending_conf_index = self.log.last_index();
         self.next_position = 0;

@@ -321,6 +321,59 @@ fn simulator_catches_lease_kept_through_transfer() {
     }
 }
 
+/// The leader dies for good; the two survivors must elect one of them within a bounded time.
+fn survivors_elect(seed: u64, bugs: Bugs) -> Result<(), Violation> {
+    let mut world = World::new(seed, 3, 0, ReadOnlyOption::Safe, bugs);
+    world.faults = Faults::none();
+    let leader = loop {
+        world.step(false, false)?;
+        if let Some(l) = world.leader() {
+            break l;
+        }
+        if world.now > 100 * ELECTION_TICKS {
+            return Err(Violation("no first leader".into()));
+        }
+    };
+    for _ in 0..ELECTION_TICKS {
+        world.step(false, false)?;
+    }
+    world.crash(leader, u64::MAX);
+    let deadline = world.now + 60 * ELECTION_TICKS;
+    while world.now < deadline {
+        world.step(false, false)?;
+        if world.leader().is_some() {
+            return Ok(());
+        }
+    }
+    Err(Violation(format!(
+        "liveness: no leader among the survivors of {leader} within {} ticks",
+        60 * ELECTION_TICKS
+    )))
+}
+
+#[test]
+fn simulator_catches_pre_vote_that_keeps_the_leader() {
+    let bugs = Bugs {
+        pre_vote_keeps_leader: true,
+        ..Bugs::default()
+    };
+    match (0..200).find_map(|seed| survivors_elect(seed, bugs).err().map(|v| (seed, v))) {
+        Some((seed, violation)) => println!(
+            "pre-vote keeps leader: caught at seed {seed}: {}",
+            violation.0
+        ),
+        None => panic!("pre-vote keeps leader: not caught in 200 seeds"),
+    }
+    for seed in 0..200 {
+        if let Err(violation) = survivors_elect(seed, Bugs::default()) {
+            panic!(
+                "correct core failed the survivors scenario, seed {seed}: {}",
+                violation.0
+            );
+        }
+    }
+}
+
 #[test]
 fn checker_objects_to_a_known_bad_history() {
     let mut checker = Checker::default();
