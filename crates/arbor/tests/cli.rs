@@ -559,6 +559,21 @@ struct LiveShell {
     process: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
+    errors: mpsc::Receiver<String>,
+}
+
+/// Forwards each line `source` yields to a channel, from a thread of its own.
+fn forward_lines(source: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (sender, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(source).lines() {
+            let Ok(line) = line else { return };
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
 }
 
 impl LiveShell {
@@ -567,24 +582,17 @@ impl LiveShell {
             .args(["cli", "-server", address, "--timeout", CLI_TIMEOUT_MS])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("arbor cli starts");
         let stdin = process.stdin.take();
-        let stdout = process.stdout.take().expect("stdout pipe");
-        let (sender, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if sender.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = forward_lines(process.stdout.take().expect("stdout pipe"));
+        let errors = forward_lines(process.stderr.take().expect("stderr pipe"));
         LiveShell {
             process,
             stdin,
             lines,
+            errors,
         }
     }
 
@@ -599,6 +607,13 @@ impl LiveShell {
         self.lines
             .recv_timeout(LINE_WAIT_MAX)
             .expect("the shell printed the expected line")
+    }
+
+    /// The next line the shell prints on standard error.
+    fn next_error(&self) -> String {
+        self.errors
+            .recv_timeout(LINE_WAIT_MAX)
+            .expect("the shell printed the expected error")
     }
 
     /// Skips lines up to and including the first one equal to `wanted`.
@@ -681,5 +696,24 @@ fn the_shell_prints_watch_events_as_they_arrive() {
     shell.send("get /w");
     assert_eq!(shell.next_line(), "newer");
 
+    assert_eq!(shell.finish(), Some(0));
+}
+
+#[test]
+fn commands_fail_at_once_while_the_server_is_away() {
+    let server = Server::start();
+    let mut shell = LiveShell::start(&server.address);
+    shell.send("ls /");
+    assert_eq!(shell.next_line(), "[zookeeper]");
+
+    drop(server);
+    shell.expect_line("WatchedEvent state:Disconnected type:None path:null zxid: -1");
+    shell.send("ls /");
+    assert_eq!(shell.next_error(), "KeeperErrorCode = ConnectionLoss for /");
+    shell.send("get -s /x");
+    assert_eq!(
+        shell.next_error(),
+        "KeeperErrorCode = ConnectionLoss for /x"
+    );
     assert_eq!(shell.finish(), Some(0));
 }

@@ -507,6 +507,27 @@ impl Command {
     }
 }
 
+impl Command {
+    /// The node the command is about, for error messages.
+    pub(crate) fn path(&self) -> Option<&str> {
+        match self {
+            Command::Ls { path, .. }
+            | Command::Get { path, .. }
+            | Command::Set { path, .. }
+            | Command::Create { path, .. }
+            | Command::Delete { path, .. }
+            | Command::DeleteAll { path, .. }
+            | Command::Stat { path, .. }
+            | Command::GetAcl { path, .. }
+            | Command::SetAcl { path, .. }
+            | Command::Sync { path }
+            | Command::GetEphemerals { path }
+            | Command::GetAllChildrenNumber { path } => Some(path),
+            Command::AddAuth { .. } | Command::WhoAmI | Command::Help | Command::Quit => None,
+        }
+    }
+}
+
 /// `create`, with zkCli's checks in zkCli's order (`CreateCommand.exec`).
 fn parse_create(options: &Options) -> Result<Command, ParseError> {
     let invalid = |message: &str| ParseError::Invalid(message.to_owned());

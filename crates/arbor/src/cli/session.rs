@@ -58,6 +58,17 @@ fn failed(error: &Error, path: &str) -> CommandFailure {
     CommandFailure::Operation(keeper_error_message(error, Some(path)))
 }
 
+/// Resolves with the state once the session is not connected (disconnected or ended).
+async fn connection_lost(mut states: StateWatcher) -> SessionState {
+    loop {
+        let state = states.peek_state();
+        if state == SessionState::Disconnected || state.is_terminated() {
+            return state;
+        }
+        states.changed().await;
+    }
+}
+
 /// The absolute path of `child` under `parent`.
 fn child_path(parent: &str, child: &str) -> String {
     if parent == "/" {
@@ -105,6 +116,11 @@ impl Session {
     /// Runs `command`, printing its results on `out` and, for commands that go on after a
     /// failure on one node (`setAcl -R`), the per-node failures on `err`.
     ///
+    /// While the connection is down the command fails at once with `ConnectionLoss`, as the
+    /// Java client fails its queued requests, instead of waiting for a reconnect or for the
+    /// session to expire (tens of seconds). A request already sent may still be applied: as
+    /// with any `ConnectionLoss`, its outcome is unknown.
+    ///
     /// `help` and `quit` belong to the shell and do nothing here.
     ///
     /// # Errors
@@ -122,6 +138,27 @@ impl Session {
                 state.to_string().to_lowercase()
             )));
         }
+        tokio::select! {
+            biased;
+            state = connection_lost(self.client.state_watcher()) => {
+                let error = match state {
+                    SessionState::Expired => Error::SessionExpired,
+                    SessionState::AuthFailed => Error::AuthFailed,
+                    SessionState::Closed => Error::ClientClosed,
+                    _ => Error::ConnectionLoss,
+                };
+                Err(CommandFailure::Operation(keeper_error_message(&error, command.path())))
+            }
+            outcome = self.run(command, out, err) => outcome,
+        }
+    }
+
+    async fn run(
+        &self,
+        command: &Command,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<(), CommandFailure> {
         match command {
             Command::Ls {
                 path,
