@@ -368,3 +368,97 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemStorage;
+    use crate::types::EntryKind;
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            term: Term(term),
+            index: LogIndex(index),
+            position: 0,
+            kind: EntryKind::Normal,
+            data: bytes::Bytes::new(),
+        }
+    }
+
+    fn log_with(terms: &[u64]) -> RaftLog<MemStorage> {
+        let mut storage = MemStorage::default();
+        let entries: Vec<Entry> = terms
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| entry(t, i as u64 + 1))
+            .collect();
+        storage.append(&entries);
+        RaftLog::new(storage, LogIndex(0))
+    }
+
+    #[test]
+    fn stale_append_keeps_a_matching_longer_suffix() {
+        let mut log = log_with(&[1, 1, 1, 1]);
+        let result = log.maybe_append(
+            LogIndex(1),
+            Term(1),
+            LogIndex(4),
+            &[entry(1, 2)],
+            &Bugs::default(),
+        );
+        assert_eq!(result, Some((LogIndex(2), None)));
+        assert_eq!(log.last_index(), LogIndex(4), "suffix kept");
+        assert_eq!(
+            log.committed,
+            LogIndex(2),
+            "commit only up to what was verified"
+        );
+    }
+
+    #[test]
+    fn conflicting_append_truncates_from_the_conflict() {
+        let mut log = log_with(&[1, 1, 1, 1]);
+        let result = log.maybe_append(
+            LogIndex(1),
+            Term(1),
+            LogIndex(0),
+            &[entry(1, 2), entry(2, 3)],
+            &Bugs::default(),
+        );
+        assert_eq!(result, Some((LogIndex(3), Some(LogIndex(3)))));
+        assert_eq!(log.last_index(), LogIndex(3));
+        assert_eq!(log.term(LogIndex(3)), Ok(Term(2)));
+        assert_eq!(log.entries_to_persist().len(), 1);
+    }
+
+    #[test]
+    fn mismatched_previous_entry_is_rejected() {
+        let mut log = log_with(&[1, 1]);
+        let result = log.maybe_append(
+            LogIndex(2),
+            Term(3),
+            LogIndex(0),
+            &[entry(3, 3)],
+            &Bugs::default(),
+        );
+        assert_eq!(result, None);
+        assert_eq!(
+            log.find_conflict_by_term(LogIndex(2), Term(3)),
+            (LogIndex(2), Term(1))
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "conflicts with committed entry")]
+    fn truncating_a_committed_entry_panics() {
+        let mut log = log_with(&[1, 1, 1]);
+        log.commit_to(LogIndex(3));
+        log.maybe_append(
+            LogIndex(1),
+            Term(1),
+            LogIndex(0),
+            &[entry(2, 2)],
+            &Bugs::default(),
+        );
+    }
+}
