@@ -235,7 +235,7 @@ fn torn_between(before: &Files, after: &Files, seed: u64) -> Files {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(common::proptest_config(24))]
 
     #[test]
     fn crash_at_any_point_recovers_exactly_the_durable_prefix(

@@ -101,3 +101,24 @@ pub fn copy_wal_files(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Proptest settings for `cases` cases with a fixed seed, so every run (and CI) explores the
+/// same inputs; set `PROPTEST_RNG_SEED=<u64>` to explore others, `PROPTEST_CASES` for more.
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, RngSeed};
+    let base = Config::default();
+    let rng_seed = match base.rng_seed {
+        RngSeed::Random => RngSeed::Fixed(0x00a4_b04c_0de5_eed5),
+        fixed => fixed,
+    };
+    let cases = if std::env::var_os("PROPTEST_CASES").is_some() {
+        base.cases
+    } else {
+        cases
+    };
+    Config {
+        cases,
+        rng_seed,
+        ..base
+    }
+}
