@@ -73,7 +73,9 @@
 //!
 //! What recovery cannot tell apart: a bit flip inside the very last frame looks exactly like a
 //! torn write, and that frame is dropped (as etcd and ZooKeeper do). [`Recovered::torn_tail`]
-//! reports it, and it is logged.
+//! reports it, and it is logged. The opposite mistake fails safe: if the bytes of a torn frame
+//! happen to contain a complete valid frame at an 8-byte-aligned offset (an entry whose data
+//! embeds WAL bytes), recovery reports corruption instead of dropping the tail.
 //!
 //! # Durability assumptions
 //!
