@@ -1,18 +1,12 @@
-//! zkCli's commands: their syntax, and the parsing of a line's words into a [`Command`].
-//!
-//! Options follow Apache commons-cli as zkCli uses it: they may come anywhere among the
-//! arguments (`set /a x -v 3`), boolean flags may be grouped (`create -es /a`), a value may be
-//! attached (`-v3`), and `--` ends the options. A word that is a negative number is an argument,
-//! so `set /a -5` stores "-5".
+//! zkCli's commands, and the parsing of a line's words into a [`Command`].
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use thiserror::Error;
 use zookeeper_client::{Acl, CreateMode};
 
 use super::acl::parse_acl_list;
-use super::path::validate_path;
+use super::syntax::{Kind, Options, find_spec};
 
 /// Nodes deleted per `multi` request by `deleteall` when `-b` is not given (zkCli's default).
 pub(crate) const DELETEALL_BATCH_SIZE_DEFAULT: u32 = 1000;
@@ -21,7 +15,7 @@ pub(crate) const DELETEALL_BATCH_SIZE_DEFAULT: u32 = 1000;
 const TTL_MS_MAX: i64 = 0xFF_FFFF_FFFF;
 
 /// One command of the shell with its checked arguments. Paths have passed
-/// [`validate_path`], ACLs [`parse_acl_list`], numbers their range checks.
+/// `validate_path`, ACLs [`parse_acl_list`], numbers their range checks.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Command {
     /// `ls [-s] [-w] [-R] path`: children (sorted), optionally the stat, or the whole subtree.
@@ -168,245 +162,6 @@ pub(crate) enum ParseError {
     Invalid(String),
 }
 
-/// The commands, one variant each, so that dispatch is one `match`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    AddAuth,
-    Create,
-    Delete,
-    DeleteAll,
-    Get,
-    GetAcl,
-    GetAllChildrenNumber,
-    GetEphemerals,
-    Help,
-    Ls,
-    Quit,
-    Set,
-    SetAcl,
-    Stat,
-    Sync,
-    WhoAmI,
-}
-
-/// How one command is written.
-struct Spec {
-    kind: Kind,
-    name: &'static str,
-    syntax: &'static str,
-    /// Letters of the boolean options.
-    flags: &'static str,
-    /// Letters of the options that take a value.
-    valued: &'static str,
-    positionals_min: usize,
-    positionals_max: usize,
-}
-
-/// Every command, in the order `help` lists them (zkCli's: sorted, case-sensitive).
-const SPECS: &[Spec] = &[
-    spec(
-        Kind::AddAuth,
-        "addauth",
-        "addauth scheme auth",
-        "",
-        "",
-        1,
-        2,
-    ),
-    spec(
-        Kind::Create,
-        "create",
-        "create [-s] [-e] [-c] [-t ttl] path [data] [acl]",
-        "sec",
-        "t",
-        1,
-        3,
-    ),
-    spec(
-        Kind::Delete,
-        "delete",
-        "delete [-v version] path",
-        "",
-        "v",
-        1,
-        1,
-    ),
-    spec(
-        Kind::DeleteAll,
-        "deleteall",
-        "deleteall path [-b batch size]",
-        "",
-        "b",
-        1,
-        1,
-    ),
-    spec(Kind::Get, "get", "get [-s] [-w] path", "sw", "", 1, 1),
-    spec(Kind::GetAcl, "getAcl", "getAcl [-s] path", "s", "", 1, 1),
-    spec(
-        Kind::GetAllChildrenNumber,
-        "getAllChildrenNumber",
-        "getAllChildrenNumber path",
-        "",
-        "",
-        1,
-        1,
-    ),
-    spec(
-        Kind::GetEphemerals,
-        "getEphemerals",
-        "getEphemerals [path]",
-        "",
-        "",
-        0,
-        1,
-    ),
-    spec(Kind::Help, "help", "help", "", "", 0, 0),
-    spec(Kind::Ls, "ls", "ls [-s] [-w] [-R] path", "swR", "", 1, 1),
-    spec(Kind::Quit, "quit", "quit", "", "", 0, 0),
-    spec(
-        Kind::Set,
-        "set",
-        "set [-s] [-v version] path data",
-        "s",
-        "v",
-        2,
-        2,
-    ),
-    spec(
-        Kind::SetAcl,
-        "setAcl",
-        "setAcl [-s] [-v version] [-R] path acl",
-        "sR",
-        "v",
-        2,
-        2,
-    ),
-    spec(Kind::Stat, "stat", "stat [-w] path", "w", "", 1, 1),
-    spec(Kind::Sync, "sync", "sync path", "", "", 1, 1),
-    spec(Kind::WhoAmI, "whoami", "whoami", "", "", 0, 0),
-];
-
-const fn spec(
-    kind: Kind,
-    name: &'static str,
-    syntax: &'static str,
-    flags: &'static str,
-    valued: &'static str,
-    positionals_min: usize,
-    positionals_max: usize,
-) -> Spec {
-    Spec {
-        kind,
-        name,
-        syntax,
-        flags,
-        valued,
-        positionals_min,
-        positionals_max,
-    }
-}
-
-/// The syntax line of every command, in `help` order.
-pub(crate) fn command_syntaxes() -> impl Iterator<Item = &'static str> {
-    SPECS.iter().map(|spec| spec.syntax)
-}
-
-/// The options and arguments of one command line, as commons-cli splits them.
-struct Options {
-    /// Option letter to its value (`None` for a boolean flag).
-    given: BTreeMap<char, Option<String>>,
-    positionals: Vec<String>,
-}
-
-impl Options {
-    fn parse(spec: &Spec, words: &[String]) -> Result<Options, ParseError> {
-        let option_error = |problem: String| ParseError::Option {
-            problem,
-            syntax: spec.syntax,
-        };
-        let mut given = BTreeMap::new();
-        let mut positionals = Vec::new();
-        let mut options_ended = false;
-        let mut words = words.iter();
-        while let Some(word) = words.next() {
-            if options_ended || !looks_like_option(word) {
-                positionals.push(word.clone());
-                continue;
-            }
-            if word == "--" {
-                options_ended = true;
-                continue;
-            }
-            let letters = &word[1..];
-            for (index, letter) in letters.char_indices() {
-                if spec.flags.contains(letter) {
-                    given.insert(letter, None);
-                } else if spec.valued.contains(letter) {
-                    let attached = &letters[index + letter.len_utf8()..];
-                    let value = if attached.is_empty() {
-                        words.next().cloned().ok_or_else(|| {
-                            option_error(format!("Missing argument for option: {letter}"))
-                        })?
-                    } else {
-                        attached.to_owned()
-                    };
-                    given.insert(letter, Some(value));
-                    break;
-                } else {
-                    return Err(option_error(format!("Unrecognized option: {word}")));
-                }
-            }
-        }
-        if positionals.len() < spec.positionals_min || positionals.len() > spec.positionals_max {
-            return Err(ParseError::Usage {
-                syntax: spec.syntax,
-            });
-        }
-        Ok(Options { given, positionals })
-    }
-
-    fn flag(&self, letter: char) -> bool {
-        self.given.contains_key(&letter)
-    }
-
-    fn value(&self, letter: char) -> Option<&str> {
-        self.given.get(&letter).and_then(|value| value.as_deref())
-    }
-
-    fn positional(&self, index: usize) -> Option<&str> {
-        self.positionals.get(index).map(String::as_str)
-    }
-
-    /// The path argument at `index`, checked. Only called for indexes below the spec's minimum.
-    fn path(&self, index: usize, sequential: bool) -> Result<String, ParseError> {
-        let path = self.positional(index).unwrap_or_default();
-        validate_path(path, sequential).map_err(ParseError::Invalid)?;
-        Ok(path.to_owned())
-    }
-
-    /// `-v version`, with the wording zkCli uses for its other integer options.
-    fn version(&self) -> Result<Option<i32>, ParseError> {
-        self.value('v')
-            .map(|text| {
-                text.parse::<i32>()
-                    .map_err(|_| ParseError::Invalid("-v argument must be an int value".to_owned()))
-            })
-            .transpose()
-    }
-}
-
-/// A word that commons-cli would read as an option: a leading dash, not a lone dash, not a
-/// negative number.
-fn looks_like_option(word: &str) -> bool {
-    let Some(rest) = word.strip_prefix('-') else {
-        return false;
-    };
-    let negative_number = !rest.is_empty()
-        && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && rest.parse::<f64>().is_ok();
-    !rest.is_empty() && !negative_number
-}
-
 impl Command {
     /// Parses the words of one line (the first is the command name).
     ///
@@ -417,10 +172,7 @@ impl Command {
         let Some((name, arguments)) = words.split_first() else {
             return Err(ParseError::Invalid("No command entered".to_owned()));
         };
-        let spec = SPECS
-            .iter()
-            .find(|spec| spec.name == name)
-            .ok_or_else(|| ParseError::NotFound { name: name.clone() })?;
+        let spec = find_spec(name).ok_or_else(|| ParseError::NotFound { name: name.clone() })?;
         let options = Options::parse(spec, arguments)?;
         let command = match spec.kind {
             Kind::Ls => Command::Ls {
@@ -804,22 +556,5 @@ mod tests {
                 auth: String::new()
             })
         );
-    }
-
-    #[test]
-    fn help_lists_every_command_once_in_sorted_order() {
-        let names: Vec<&str> = SPECS.iter().map(|spec| spec.name).collect();
-        let mut sorted = names.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(names, sorted);
-        for spec in SPECS {
-            assert!(spec.syntax.starts_with(spec.name), "{}", spec.syntax);
-            assert!(
-                spec.positionals_min <= spec.positionals_max,
-                "{}",
-                spec.name
-            );
-        }
     }
 }

@@ -19,6 +19,7 @@ mod invocation;
 mod path;
 mod session;
 mod shell;
+mod syntax;
 mod watches;
 mod words;
 

@@ -133,10 +133,12 @@ impl Session {
     ) -> Result<(), CommandFailure> {
         let state = self.client.state();
         if state.is_terminated() {
-            return Err(CommandFailure::Operation(format!(
-                "Not connected: the session is {}",
-                state.to_string().to_lowercase()
-            )));
+            let why = match state {
+                SessionState::Expired => "the session has expired",
+                SessionState::AuthFailed => "authentication failed, so the session was closed",
+                _ => "the session is closed",
+            };
+            return Err(CommandFailure::Operation(format!("Not connected: {why}")));
         }
         tokio::select! {
             biased;

@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use tokio::sync::mpsc;
 use zookeeper_client::WatchedEvent;
 
-use super::command::{Command, command_syntaxes};
+use super::command::Command;
 use super::connect::connect;
 use super::format::{client_state_name, format_state_event, format_watch_event};
 use super::invocation::Invocation;
 use super::session::{CommandFailure, Session};
+use super::syntax::command_syntaxes;
 use super::watches::{RecentEvents, Watches};
 use super::words::split_words;
 
