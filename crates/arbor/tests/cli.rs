@@ -404,6 +404,17 @@ fn acls_auth_and_identities() {
         Some("Auth scheme: User")
     );
 
+    // A failed authentication ends the session, as ZooKeeper's AuthFailed does; the shell says
+    // so for the commands that follow and still ends normally.
+    let shell = script(address, &["addauth nosuchscheme secret", "ls /"]);
+    assert_eq!(shell.code, Some(0), "{shell:?}");
+    assert_eq!(
+        shell.stderr,
+        "KeeperErrorCode = AuthFailed\n\
+         Not connected: authentication failed, so the session was closed\n",
+        "{shell:?}"
+    );
+
     cli(address, "setAcl /open nonsense")
         .fails(1, "nonsense does not have the form scheme:id:perm");
     cli(address, "create /x data world:anyone:rwz").fails(1, "Unknown perm type: z");
