@@ -362,6 +362,13 @@ fn acls_auth_and_identities() {
         "'world,'anyone\n: rw\n'ip,'127.0.0.1\n: cdrwa\n"
     );
     cli(address, "setAcl -v 0 /open world:anyone:r").fails(1, "version No is not valid : /open");
+    let with_stat = cli(address, "getAcl -s /open").ok();
+    let lines: Vec<&str> = with_stat.lines().collect();
+    assert_eq!(
+        lines[..4],
+        ["'world,'anyone", ": rw", "'ip,'127.0.0.1", ": cdrwa"]
+    );
+    assert_eq!(stat_value(&stat_block(&lines[4..]), "aclVersion"), "1");
 
     // setAcl -R reaches every node of the subtree.
     assert_eq!(cli(address, "create /open/kid").ok(), "Created /open/kid\n");
