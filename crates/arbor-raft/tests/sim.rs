@@ -12,6 +12,7 @@
 
 mod sim {
     pub mod checker;
+    pub mod faults;
     pub mod run;
     pub mod world;
 }
