@@ -182,7 +182,13 @@ async fn interactive(
             }
         };
         let line = match line {
-            None => break,
+            None => {
+                if terminal {
+                    // End of input typed at the prompt (Ctrl-D): leave the terminal on a new line.
+                    let _ = writeln!(io::stdout());
+                }
+                break;
+            }
             Some(Ok(line)) => line,
             Some(Err(error)) => {
                 let _ = writeln!(stderr, "arbor cli: cannot read standard input: {error}");
