@@ -261,6 +261,10 @@ impl<S: Storage> Raft<S> {
 
     /// Sends the next append to `to` if flow control allows; returns whether one was sent.
     pub(crate) fn maybe_send_append(&mut self, to: NodeId, send_if_empty: bool) -> bool {
+        if self.role != Role::Leader {
+            // E.g. a removed leader that just stepped down inside the same step.
+            return false;
+        }
         let Some(pr) = self.progress.get(&to) else {
             return false;
         };

@@ -51,3 +51,8 @@ fn pre_vote_and_check_quorum() {
 fn read_index_waits_for_the_noop() {
     run("read_index.txt");
 }
+
+#[test]
+fn snapshot_to_a_new_learner_then_joint_membership_change() {
+    run("snapshot_membership.txt");
+}

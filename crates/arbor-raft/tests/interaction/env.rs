@@ -11,14 +11,16 @@
 //! * `stabilize [ID..]` — process and deliver until quiet (only among ID.. if given; other
 //!   messages are dropped)
 //! * `crash ID` (loses nothing: every processed Ready was persisted), `restart ID`
+//! * `compact ID INDEX` — snapshot the (applied) state at INDEX and drop the log before it
+//! * `propose-conf-change ID [voters=(..)] [learners=(..)] [remove=(..)]`
 //! * `raft-log ID`, `status ID`
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use arbor_raft::{
-    ConfState, Config, Entry, EntryKind, HardState, LogIndex, MemStorage, Message, NodeId, RawNode,
-    Ready, Storage, Term,
+    ConfChange, ConfChangeSingle, ConfState, Config, Entry, EntryKind, HardState, LogIndex,
+    MemStorage, Message, NodeId, RawNode, Ready, Storage, Term,
 };
 use bytes::Bytes;
 
@@ -106,6 +108,40 @@ impl Env {
                 });
             }
             "stabilize" => self.stabilize(&cmd.ids(), &mut out),
+            "compact" => {
+                let id = cmd.ids()[0];
+                let index = LogIndex(cmd.ids()[1]);
+                let raw = self.raw(id);
+                let conf = raw.status().conf_state;
+                let data = Bytes::from(format!("snap@{index}"));
+                match raw.store_mut().create_snapshot(index, conf, data) {
+                    Ok(_) => {
+                        let first = raw.store().first_index();
+                        let durable = raw.store().clone();
+                        self.nodes.get_mut(&id).expect("node").durable = durable;
+                        let _ = writeln!(out, "{id}: log now starts at {first}");
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "error: {e}");
+                    }
+                }
+            }
+            "propose-conf-change" => {
+                let id = cmd.ids()[0];
+                let mut changes = Vec::new();
+                for v in cmd.key_list("voters") {
+                    changes.push(ConfChangeSingle::AddVoter(NodeId(v)));
+                }
+                for l in cmd.key_list("learners") {
+                    changes.push(ConfChangeSingle::AddLearner(NodeId(l)));
+                }
+                for r in cmd.key_list("remove") {
+                    changes.push(ConfChangeSingle::Remove(NodeId(r)));
+                }
+                if let Err(e) = self.raw(id).propose_conf_change(&ConfChange { changes }) {
+                    let _ = writeln!(out, "error: {e}");
+                }
+            }
             "crash" => {
                 for id in cmd.ids() {
                     if let Some(n) = self.nodes.get_mut(&id) {
@@ -144,6 +180,16 @@ impl Env {
                                 s.last_index,
                                 raw.lease_remaining_ticks().is_some()
                             );
+                            if cmd.keys.contains_key("conf") {
+                                let c = &s.conf_state;
+                                let _ = writeln!(
+                                    out,
+                                    "   voters={:?} outgoing={:?} learners={:?}",
+                                    c.voters.iter().map(|n| n.0).collect::<Vec<_>>(),
+                                    c.voters_outgoing.iter().map(|n| n.0).collect::<Vec<_>>(),
+                                    c.learners.iter().map(|n| n.0).collect::<Vec<_>>()
+                                );
+                            }
                         }
                         None => {
                             let _ = writeln!(out, "{id}: down");
@@ -179,6 +225,9 @@ impl Env {
             config.check_quorum = cmd.keys.get("checkquorum").is_none_or(|v| v != "false");
             if let Some(max) = cmd.key_u64("max-append-bytes") {
                 config.append_bytes_max = max;
+            }
+            if let Some(max) = cmd.key_u64("snapshot-chunk-bytes") {
+                config.snapshot_chunk_bytes_max = max;
             }
             let durable = MemStorage::new_with_conf_state(conf.clone());
             let raw = RawNode::new(&config, durable.clone()).expect("valid config");
