@@ -99,9 +99,17 @@ impl Core {
                 let client_info = self
                     .connection_identities(connection)
                     .iter()
-                    .map(|id| ClientInfo {
-                        auth_scheme: id.scheme.clone(),
-                        user: id.id.clone(),
+                    .map(|id| {
+                        // ZooKeeper reports the user name only (AuthUtil.getUser): a digest id
+                        // "user:hash" shows as "user".
+                        let user = match id.scheme.as_str() {
+                            "digest" => id.id.split(':').next().unwrap_or_default(),
+                            _ => id.id.as_str(),
+                        };
+                        ClientInfo {
+                            auth_scheme: id.scheme.clone(),
+                            user: user.to_owned(),
+                        }
                     })
                     .collect();
                 Ok(Response::WhoAmI(WhoAmIResponse { client_info }))
