@@ -55,6 +55,7 @@ mod multi;
 mod node;
 mod ops;
 mod path;
+mod quota;
 mod read;
 mod session;
 mod snapshot;

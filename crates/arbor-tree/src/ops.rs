@@ -168,8 +168,7 @@ pub(crate) fn set_data(
     check_acl(state.acl_of(node), perms::WRITE, env.identities, env.config)?;
     let version = check_version(node.version, version)?;
     let key = key.clone();
-    let node = state.set_data(&key, data, version, env.zxid, env.time_ms);
-    let stat = node.stat(env.config.extended_types_enabled);
+    let stat = state.set_data(&key, data, version, env.zxid, env.time_ms);
     let triggers = vec![WatchTrigger::new(path, EventType::NodeDataChanged)];
     Ok((Outcome::DataSet { stat }, triggers))
 }

@@ -8,6 +8,7 @@
 //!   header   { last_applied_zxid, extended_types_enabled, acl_next_id, counts }
 //!   acl      × acl_count       { id, list }
 //!   session  × session_count   { id, timeout, password }
+//!   quota    × quota_count     { path }   (paths under quota, ZooKeeper's quota trie)
 //!   node     × node_count      { parent, name, data, stat fields, acl id }, in key order
 //! crc32c u32 of every byte before it
 //! ```
@@ -177,6 +178,7 @@ struct Header {
     acl_next_id: u32,
     acl_count: u64,
     session_count: u64,
+    quota_count: u64,
     node_count: u64,
 }
 
@@ -198,6 +200,12 @@ struct SessionRecord<'a> {
     timeout_ms: i32,
     #[serde(borrow)]
     password: RawBytes<'a>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct QuotaRecord<'a> {
+    #[serde(borrow)]
+    path: &'a str,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -340,6 +348,7 @@ impl DataTree {
             acl_next_id: state.acls.next_id(),
             acl_count: state.acls.len() as u64,
             session_count: state.sessions.len() as u64,
+            quota_count: state.quotas.len() as u64,
             node_count: state.nodes.len() as u64,
         };
         write_record(&mut out, &mut scratch, &header)?;
@@ -353,6 +362,9 @@ impl DataTree {
                 password: RawBytes(session.password()),
             };
             write_record(&mut out, &mut scratch, &record)?;
+        }
+        for path in &state.quotas {
+            write_record(&mut out, &mut scratch, &QuotaRecord { path })?;
         }
         for (key, node) in &state.nodes {
             let record = NodeRecord {
@@ -430,6 +442,11 @@ impl DataTree {
             loader.record += 1;
             let session: SessionRecord<'_> = read_record(&mut input, &mut buffer, loader.record)?;
             loader.add_session(&session)?;
+        }
+        for _ in 0..header.quota_count {
+            loader.record += 1;
+            let quota: QuotaRecord<'_> = read_record(&mut input, &mut buffer, loader.record)?;
+            loader.state.quotas.insert(Arc::from(quota.path));
         }
         for _ in 0..header.node_count {
             loader.record += 1;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arbor_proto::{Acl, SessionId};
+use arbor_proto::{Acl, SessionId, Stat};
 use imbl::{OrdMap, OrdSet};
 use smol_str::SmolStr;
 
@@ -27,6 +27,9 @@ pub(crate) struct State {
     pub(crate) containers: OrdSet<NodeKey>,
     /// Invariant: exactly the TTL nodes.
     pub(crate) ttls: OrdSet<NodeKey>,
+    /// Paths under quota (ZooKeeper's quota `PathTrie`): history-dependent, so kept and
+    /// snapshotted as is, not recomputed.
+    pub(crate) quotas: OrdSet<Arc<str>>,
     /// Invariant: the sum of the sessions' ephemeral counts.
     pub(crate) ephemeral_count: u64,
     /// ZooKeeper's approximate data size: UTF-16 length of every path plus its data length.
@@ -44,6 +47,7 @@ impl State {
             sessions: OrdMap::new(),
             containers: OrdSet::new(),
             ttls: OrdSet::new(),
+            quotas: OrdSet::new(),
             ephemeral_count: 0,
             data_size: 0,
             extended_types_enabled,
@@ -135,7 +139,9 @@ impl State {
         parent.num_children += 1;
         self.data_size += java_length(path) as i64 + node.data().len() as i64;
         self.register(&key, node.ephemeral_owner);
+        let data_len = node.data().len();
         self.nodes.insert(key.clone(), Arc::new(node));
+        self.quota_after_create(&key.parent, &key.name, path, data_len);
         key
     }
 
@@ -163,10 +169,11 @@ impl State {
         self.data_size -= java_length(&key.path()) as i64 + node.data().len() as i64;
         self.unregister(key, node.ephemeral_owner);
         self.acls.release(node.acl);
+        self.quota_after_delete(&key.parent, &key.name, &key.path(), node.data().len());
         node
     }
 
-    /// Replaces a node's data and stamps the write (`DataTree.setData`).
+    /// Replaces a node's data and stamps the write (`DataTree.setData`); returns its stat.
     pub(crate) fn set_data(
         &mut self,
         key: &NodeKey,
@@ -174,15 +181,19 @@ impl State {
         version: i32,
         zxid: i64,
         time_ms: i64,
-    ) -> &Znode {
+    ) -> Stat {
         let node = self.nodes.get_mut(&key.as_ref()).map(Arc::make_mut);
         let node = node.unwrap_or_else(|| panic!("setData of missing node {}", key.path()));
-        self.data_size += data.len() as i64 - node.data().len() as i64;
+        let old_len = node.data().len();
+        self.data_size += data.len() as i64 - old_len as i64;
         node.data = stored_data(data);
         node.mtime = time_ms;
         node.mzxid = zxid;
         node.version = version;
-        node
+        // The reply's stat is taken before the quota bookkeeping, as DataTree.setData does.
+        let stat = node.stat(self.extended_types_enabled);
+        self.quota_after_set_data(&key.path(), old_len, data.len());
+        stat
     }
 
     /// Replaces a node's ACL (`DataTree.setACL`).
