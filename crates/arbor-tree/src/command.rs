@@ -34,6 +34,9 @@ pub enum TxnError {
 
 impl Txn {
     /// The postcard encoding the log stores.
+    ///
+    /// # Panics
+    /// Never in practice: every field serializes into a `Vec`.
     pub fn encode(&self) -> Vec<u8> {
         match postcard::to_allocvec(self) {
             Ok(bytes) => bytes,
@@ -58,6 +61,9 @@ impl Txn {
 }
 
 /// A state-machine command. Apply validates everything in it.
+///
+/// Logged as postcard, which encodes a variant by its index: add new variants at the end,
+/// never reorder (the same holds for [`WriteRequest`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Opens a session. The id and the 16-byte password are minted by the server and logged.

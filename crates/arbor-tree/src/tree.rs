@@ -164,6 +164,8 @@ impl DataTree {
 
     /// TTL nodes that are expired at `now_ms` (childless, unmodified for longer than their
     /// TTL), at most `max`, for the leader to propose [`Command::DeleteExpiredTtl`].
+    /// Scans the TTL nodes in key order (O(TTL nodes)), as ZooKeeper's ContainerManager does
+    /// every `znode.container.checkIntervalMs`.
     pub fn expired_ttl_nodes(&self, now_ms: i64, max: usize) -> Vec<String> {
         let extended = self.config.extended_types_enabled;
         self.state
@@ -182,7 +184,7 @@ impl DataTree {
     }
 
     /// Containers that had children and have none now, at most `max`, for the leader to
-    /// propose [`Command::DeleteEmptyContainer`].
+    /// propose [`Command::DeleteEmptyContainer`]. O(containers).
     pub fn empty_containers(&self, max: usize) -> Vec<String> {
         self.state
             .containers
