@@ -154,9 +154,10 @@ impl<'a> Reader<'a> {
             return Ok(String::new());
         };
         let bytes = self.take(length)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError::InvalidUtf8)
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(text.to_owned()),
+            Err(_) => decode_cesu8(bytes).ok_or(DecodeError::InvalidUtf8),
+        }
     }
 
     /// Reads a `vector<T>`; null reads as empty. Capacity is bounded by the input left, so a
@@ -182,6 +183,38 @@ impl<'a> Reader<'a> {
         }
         Ok(items)
     }
+}
+
+/// Decodes CESU-8: UTF-8 in which a character outside the Basic Multilingual Plane is written
+/// as two 3-byte surrogate halves. Java's jute writer encodes strings one UTF-16 unit at a time,
+/// so an emoji in a path arrives this way; ZooKeeper mangles it into replacement characters,
+/// we recover the character. Anything else that is not UTF-8 stays an error.
+fn decode_cesu8(bytes: &[u8]) -> Option<String> {
+    let mut units: Vec<u16> = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let rest = &bytes[index..];
+        let width = match rest[0] {
+            0x00..=0x7f => 1,
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            _ => return None,
+        };
+        let chunk = rest.get(..width)?;
+        // Each chunk decodes to one UTF-16 unit; surrogates are the 0xED 0xA0..0xBF chunks.
+        let unit = match *chunk {
+            [a] => u16::from(a),
+            [a, b] if b & 0xc0 == 0x80 => (u16::from(a & 0x1f) << 6) | u16::from(b & 0x3f),
+            [a, b, c] if b & 0xc0 == 0x80 && c & 0xc0 == 0x80 => {
+                (u16::from(a & 0x0f) << 12) | (u16::from(b & 0x3f) << 6) | u16::from(c & 0x3f)
+            }
+            _ => return None,
+        };
+        units.push(unit);
+        index += width;
+    }
+    // Unpaired surrogates are refused rather than replaced.
+    String::from_utf16(&units).ok()
 }
 
 /// A value with a jute encoding: the primitives, strings, buffers, vectors and records.
@@ -365,6 +398,22 @@ mod tests {
         let buffer = Reader::from_bytes(&frame).read_buffer().unwrap();
         assert_eq!(&buffer[..], b"hello");
         assert_eq!(buffer.as_ptr(), frame[4..].as_ptr());
+    }
+
+    #[test]
+    fn java_surrogate_pairs_decode_to_the_character() {
+        // U+1F600 as Java writes it: D83D DE00, each as a 3-byte sequence.
+        let java = [0xed, 0xa0, 0xbd, 0xed, 0xb8, 0x80];
+        let mut bytes = (java.len() as i32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&java);
+        assert_eq!(Reader::new(&bytes).read_string().unwrap(), "\u{1F600}");
+        let lone = [0xed, 0xa0, 0xbd];
+        let mut bytes = (lone.len() as i32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&lone);
+        assert_eq!(
+            Reader::new(&bytes).read_string().unwrap_err(),
+            DecodeError::InvalidUtf8
+        );
     }
 
     #[test]
