@@ -433,6 +433,10 @@ impl World {
         }
         self.faults.drop_per_mille = 0;
         self.faults.duplicate_per_mille = 0;
+        // Raft's timing requirement (§5.6): a round trip, fsyncs included, well below the
+        // election timeout. The faulty phase may break it; liveness is owed only once it holds.
+        self.faults.delay_ticks_max = self.faults.delay_ticks_max.min(1);
+        self.faults.persist_delay_ticks_max = self.faults.persist_delay_ticks_max.min(1);
     }
 
     fn deliver(&mut self) -> Result<(), Violation> {
