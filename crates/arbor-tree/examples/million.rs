@@ -7,7 +7,7 @@
 //!
 //! Measured on the 2-core dev machine (2026-11, arbor-tree with `Arc`'d nodes), 1M znodes:
 //! arbor-tree 355 bytes/znode RSS; clone 130 ns–10 µs; write_snapshot 0.23 s CPU for 151 MiB;
-//! read_snapshot 2.1 s CPU. ZooKeeper 3.8.0's DataTree (Debian, OpenJDK 17, -Xmx8g):
+//! read_snapshot 1.4 s CPU. ZooKeeper 3.8.0's DataTree (Debian, OpenJDK 17, -Xmx8g):
 //! 441 bytes/znode of live heap after GC, 1111 bytes/znode RSS.
 
 use std::io;

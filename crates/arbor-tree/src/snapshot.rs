@@ -428,7 +428,9 @@ impl DataTree {
         let mut loader = Loader {
             state: State::empty(config.extended_types_enabled),
             record: 0,
-            last_parent: Arc::from(""),
+            last_key: None,
+            run_parent: Arc::from(""),
+            run_children: 0,
         };
         loader.state.acls = AclTable::restore(header.acl_next_id);
         for _ in 0..header.acl_count {
@@ -471,7 +473,12 @@ impl DataTree {
 struct Loader {
     state: State,
     record: u64,
-    last_parent: Arc<str>,
+    /// The previous node's key: keys must strictly increase.
+    last_key: Option<NodeKey>,
+    /// Children of one parent come in a run: its path (shared by the run's keys) and how
+    /// many so far, added to the parent's count when the run ends.
+    run_parent: Arc<str>,
+    run_children: i32,
 }
 
 impl Loader {
@@ -501,24 +508,25 @@ impl Loader {
         if self.state.nodes.is_empty() != is_root {
             return Err(self.corrupt(CorruptReason::MissingRoot));
         }
-        if !is_root && (key.name.is_empty() || key.name.contains('/')) {
+        if !is_root && (key.parent.is_empty() || key.name.is_empty() || key.name.contains('/')) {
             return Err(self.corrupt(CorruptReason::InvalidName {
                 parent: key.parent.to_owned(),
                 name: key.name.to_owned(),
             }));
         }
         let path = key.path();
-        if let Some((last, _)) = self.state.nodes.get_max()
-            && last.as_ref() >= key
+        if self
+            .last_key
+            .as_ref()
+            .is_some_and(|last| last.as_ref() >= key)
         {
             return Err(self.corrupt(CorruptReason::OutOfOrder { path }));
         }
-        if !is_root {
+        if !is_root && *self.run_parent != *key.parent {
+            // A new run of siblings: its parent must already be loaded, and not ephemeral.
+            self.end_run();
             let extended = self.state.extended_types_enabled;
-            let parent_key = KeyRef::of_path(key.parent);
-            let parent = parent_key
-                .and_then(|parent| self.state.nodes.get_mut(&parent))
-                .map(Arc::make_mut);
+            let parent = KeyRef::of_path(key.parent).and_then(|p| self.state.nodes.get(&p));
             let Some(parent) = parent else {
                 return Err(self.corrupt(CorruptReason::MissingParent { path }));
             };
@@ -526,7 +534,10 @@ impl Loader {
                 let path = key.parent.to_owned();
                 return Err(self.corrupt(CorruptReason::EphemeralWithChildren { path }));
             }
-            parent.num_children += 1;
+            self.run_parent = Arc::from(key.parent);
+        }
+        if !is_root {
+            self.run_children += 1;
         }
         if !self.state.acls.add_reference(AclId(record.acl)) {
             return Err(self.corrupt(CorruptReason::UnknownAcl { id: record.acl }));
@@ -537,11 +548,12 @@ impl Loader {
         {
             return Err(self.corrupt(CorruptReason::MissingSession { path, session_id }));
         }
-        if *self.last_parent != *key.parent {
-            self.last_parent = Arc::from(key.parent);
-        }
         let key = NodeKey {
-            parent: self.last_parent.clone(),
+            parent: if is_root {
+                Arc::from("")
+            } else {
+                self.run_parent.clone()
+            },
             name: SmolStr::new(key.name),
         };
         let node = Znode {
@@ -560,11 +572,25 @@ impl Loader {
         };
         self.state.data_size += java_length(&path) as i64 + node.data().len() as i64;
         self.state.register(&key, node.ephemeral_owner);
-        self.state.nodes.insert(key, Arc::new(node));
+        self.state.nodes.insert(key.clone(), Arc::new(node));
+        self.last_key = Some(key);
         Ok(())
     }
 
+    /// Adds the finished run's children to its parent's count.
+    fn end_run(&mut self) {
+        if self.run_children == 0 {
+            return;
+        }
+        let parent = KeyRef::of_path(&self.run_parent).and_then(|p| self.state.nodes.get_mut(&p));
+        let parent = parent.map(Arc::make_mut);
+        let parent = parent.unwrap_or_else(|| panic!("run parent {} vanished", self.run_parent));
+        parent.num_children += self.run_children;
+        self.run_children = 0;
+    }
+
     fn finish(&mut self) -> Result<(), SnapshotError> {
+        self.end_run();
         if self.state.nodes.is_empty() {
             return Err(self.corrupt(CorruptReason::MissingRoot));
         }
@@ -577,5 +603,136 @@ impl Loader {
             return Err(self.corrupt(CorruptReason::UnusedAcl { id: id.0 }));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arbor_proto::{CreateRequest, Id};
+
+    use super::*;
+    use crate::command::{Command, Txn, WriteRequest};
+
+    const SESSION: SessionId = SessionId(0x0100_0000_0000_0001);
+
+    /// A tree with /a, /a/b and the ephemeral /e of SESSION.
+    fn tree() -> DataTree {
+        let mut tree = DataTree::new(TreeConfig::default());
+        let mut apply = |counter, command| {
+            let applied = tree.apply(
+                Zxid::from_parts(1, counter),
+                &Txn {
+                    time_ms: 5,
+                    command,
+                },
+            );
+            assert!(applied.result.is_ok(), "{applied:?}");
+        };
+        let create = |path: &str, flags| Command::Request {
+            session_id: SESSION,
+            identities: vec![Id::new("ip", "127.0.0.1")],
+            request: WriteRequest::Create(CreateRequest {
+                path: path.into(),
+                data: Default::default(),
+                acl: Acl::open_unsafe(),
+                flags,
+            }),
+        };
+        apply(
+            1,
+            Command::CreateSession {
+                session_id: SESSION,
+                timeout_ms: 1,
+                password: vec![],
+            },
+        );
+        apply(2, create("/a", 0));
+        apply(3, create("/a/b", 0));
+        apply(4, create("/e", 1));
+        tree
+    }
+
+    /// Writes a tree whose state was tampered with (the writer trusts its input; the checksum
+    /// is then valid) and reads it back.
+    fn reread(tree: &DataTree) -> Result<DataTree, SnapshotError> {
+        let mut bytes = Vec::new();
+        tree.write_snapshot(&mut bytes).unwrap();
+        DataTree::read_snapshot(&mut &bytes[..], TreeConfig::default())
+    }
+
+    fn reason(result: Result<DataTree, SnapshotError>) -> CorruptReason {
+        match result {
+            Err(SnapshotError::Corrupt { reason, .. }) => reason,
+            other => panic!("expected a structural error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn structure_is_checked_even_with_a_valid_checksum() {
+        assert_eq!(reread(&tree()).unwrap(), tree());
+
+        let mut orphan = tree();
+        orphan.state.nodes.remove(&KeyRef::of_path("/a").unwrap());
+        assert_eq!(
+            reason(reread(&orphan)),
+            CorruptReason::MissingParent {
+                path: "/a/b".into()
+            }
+        );
+
+        let mut sessionless = tree();
+        sessionless.state.sessions.remove(&SESSION);
+        assert_eq!(
+            reason(reread(&sessionless)),
+            CorruptReason::MissingSession {
+                path: "/e".into(),
+                session_id: SESSION
+            }
+        );
+
+        let mut rootless = tree();
+        rootless.state.nodes.remove(&KeyRef::of_path("/").unwrap());
+        assert_eq!(reason(reread(&rootless)), CorruptReason::MissingRoot);
+
+        let mut unused_acl = tree();
+        unused_acl.state.acls.acquire(&[Acl {
+            perms: 1,
+            id: Id::new("ip", "1.2.3.4"),
+        }]);
+        assert!(matches!(
+            reason(reread(&unused_acl)),
+            CorruptReason::UnusedAcl { .. }
+        ));
+
+        let mut unknown_acl = tree();
+        let node = unknown_acl
+            .state
+            .nodes
+            .get_mut(&KeyRef::of_path("/a").unwrap())
+            .unwrap();
+        Arc::make_mut(node).acl = AclId(999);
+        assert_eq!(
+            reason(reread(&unknown_acl)),
+            CorruptReason::UnknownAcl { id: 999 }
+        );
+
+        let mut parent_of_ephemeral = tree();
+        let e = parent_of_ephemeral.state.get_entry("/e").unwrap().0.clone();
+        let b = parent_of_ephemeral
+            .state
+            .get_entry("/a/b")
+            .unwrap()
+            .0
+            .clone();
+        let child = parent_of_ephemeral.state.nodes.remove(&b.as_ref()).unwrap();
+        let under_e = NodeKey {
+            parent: Arc::from(e.path().as_str()),
+            name: b.name.clone(),
+        };
+        parent_of_ephemeral.state.nodes.insert(under_e, child);
+        assert_eq!(
+            reason(reread(&parent_of_ephemeral)),
+            CorruptReason::EphemeralWithChildren { path: "/e".into() }
+        );
     }
 }
