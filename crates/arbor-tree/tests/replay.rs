@@ -16,7 +16,7 @@ fn snapshot_bytes(tree: &DataTree) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(common::random::proptest_config(96))]
 
     #[test]
     fn replicas_agree_across_a_snapshot_and_restore(

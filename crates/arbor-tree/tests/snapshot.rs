@@ -28,7 +28,7 @@ fn sample_tree() -> DataTree {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(common::random::proptest_config(48))]
 
     #[test]
     fn random_trees_round_trip(steps in prop::collection::vec(step(), 0..200)) {

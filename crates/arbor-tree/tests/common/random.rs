@@ -15,6 +15,21 @@ pub const SESSIONS: [SessionId; 3] = [
     SessionId(0x0200_0000_0000_0001),
 ];
 
+/// Proptest settings for this crate: a fixed seed (replayable; `PROPTEST_RNG_SEED=<n>`
+/// picks another) and no regression files written into the source tree.
+pub fn proptest_config(cases: u32) -> ProptestConfig {
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or(0x0a2b_0b7e);
+    ProptestConfig {
+        cases,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
 /// One step of a run.
 #[derive(Clone, Debug)]
 pub enum Step {
