@@ -51,6 +51,9 @@ pub enum ProposeError {
         /// The leader this node knows of, if any.
         leader: Option<NodeId>,
     },
+    /// The proposal holds no entry.
+    #[error("empty proposal")]
+    Empty,
     /// The uncommitted entries or bytes are at their limit: back off.
     #[error("too many uncommitted proposals")]
     Overloaded,

@@ -70,7 +70,7 @@ impl<S: Storage> Raft<S> {
         }
         let count = payloads.len() as u64;
         if count == 0 {
-            return Err(ProposeError::InvalidConfChange("empty proposal"));
+            return Err(ProposeError::Empty);
         }
         let pending = self.uncommitted.len() as u64;
         if pending + count > self.cfg.uncommitted_entries_max

@@ -334,6 +334,11 @@ impl<S: Storage> Raft<S> {
         let next = Term(self.term.0 + 1);
         if next.0 > u64::from(u32::MAX) {
             // The zxid has 32 bits of term: refuse to start a term no entry could be named in.
+            tracing::error!(
+                node_id = self.id.0,
+                term = self.term.0,
+                "term space exhausted"
+            );
             return false;
         }
         self.reset(next);

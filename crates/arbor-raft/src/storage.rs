@@ -86,7 +86,10 @@ impl MemStorage {
         self.hard_state
     }
 
-    /// Records the membership (after applying a configuration change) so a restart uses it.
+    /// Sets the membership of the log's starting point (the snapshot's), for bootstrapping a
+    /// node. Do not record later changes here: the core re-derives them from the membership
+    /// entries in the log after the snapshot, and the membership of a new snapshot is given
+    /// to [`MemStorage::create_snapshot`].
     pub fn set_conf_state(&mut self, conf_state: ConfState) {
         self.snapshot.metadata.conf_state = conf_state;
     }
