@@ -3,6 +3,7 @@
 #
 #   compat/kazoo/run.sh --target zookeeper|arbor [--cluster-size 1|3] [-k EXPR]
 #                       [--timeout SECONDS] [--budget SECONDS] [--out FILE] [--work DIR]
+#                       [--port-offset N]
 #
 # kazoo's harness always launches its own servers (there is no "external
 # server" mode): `java ... QuorumPeerMain <zoo.cfg>`. For --target arbor,
@@ -21,7 +22,8 @@
 # Environment:
 #   ARBOR_BIN            arbor binary (default: target/release/arbor, else target/debug/arbor)
 #   ZOOKEEPER_CLASSPATH  Debian ZooKeeper classpath (default below)
-#   KAZOO_ZK_VERSION     value given to kazoo as ZOOKEEPER_VERSION (default 3.8.0)
+#   KAZOO_ZK_VERSION     value given to kazoo as ZOOKEEPER_VERSION (default: the
+#                        version the target reports, 3.8.0 or 3.9.4)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,7 +31,7 @@ repo=$(cd "$here/../.." && pwd)
 venv=$repo/compat/.venv
 
 orig_args=("$@")
-target="" size=1 kexpr="" out="" work=""
+target="" size=1 kexpr="" out="" work="" port_offset=""
 # kazoo's own pytest settings use 180 s per test.
 timeout_s=180
 budget_s=0
@@ -42,6 +44,7 @@ while [[ $# -gt 0 ]]; do
     --budget) budget_s=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
+    --port-offset) port_offset=$2; shift 2 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 1 ;;
   esac
 done
@@ -64,12 +67,15 @@ fi
 # One fixed port block per (target, size), below Linux's ephemeral range
 # (32768+) and away from kazoo's default 20000: server i uses
 # offset+10*i .. offset+10*i+4 (client, election, leader, admin, secure).
-case $name in
-  zookeeper-1) port_offset=21000 ;;
-  zookeeper-3) port_offset=21100 ;;
-  arbor-1) port_offset=22000 ;;
-  arbor-3) port_offset=22100 ;;
-esac
+# compat/tests uses 23000+ so its checks never meet a real run.
+if [[ -z $port_offset ]]; then
+  case $name in
+    zookeeper-1) port_offset=21000 ;;
+    zookeeper-3) port_offset=21100 ;;
+    arbor-1) port_offset=22000 ;;
+    arbor-3) port_offset=22100 ;;
+  esac
+fi
 
 "$here/setup.sh"
 mkdir -p "$work" "$(dirname "$out")"
@@ -79,7 +85,16 @@ rm -rf "$work/tmp" "$work"/{collected.txt,outcomes.txt,results.txt,junit.xml,pyt
 mkdir "$work/tmp"
 
 export CI=true # as on kazoo's CI: runs test_build, waits in test_read_only
-export ZOOKEEPER_VERSION=${KAZOO_ZK_VERSION:-3.8.0}
+# The version of the server under test, as its `envi` reports it: kazoo gates
+# tests on >= 3.4 / >= 3.5 only (both values run the same tests), and with
+# CI=true test_build.py::test_zookeeper_version checks the server says this.
+# Debian's ZooKeeper says 3.8.0-<build>; arbor says 3.9.4-arbor-<version>
+# (ZOOKEEPER_COMPATIBLE_VERSION in crates/arbor-server/src/admin.rs).
+case $target in
+  zookeeper) server_version=3.8.0 ;;
+  arbor) server_version=3.9.4 ;;
+esac
+export ZOOKEEPER_VERSION=${KAZOO_ZK_VERSION:-$server_version}
 export ZOOKEEPER_CLASSPATH=${ZOOKEEPER_CLASSPATH:-/usr/share/java/zookeeper.jar:/usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar}
 export ZOOKEEPER_CLUSTER_SIZE=$size
 export ZOOKEEPER_PORT_OFFSET=$port_offset
