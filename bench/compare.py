@@ -176,7 +176,7 @@ class Node:
         return "\n".join(text[-lines:])
 
 
-def zoo_cfg(data_dir, client_port, members):
+def zoo_cfg(data_dir, client_port, members, extra=()):
     lines = [
         "tickTime=2000",
         f"dataDir={data_dir}",
@@ -187,6 +187,7 @@ def zoo_cfg(data_dir, client_port, members):
         "maxClientCnxns=0",
         "forceSync=yes",
         "autopurge.purgeInterval=0",
+        *extra,
     ]
     if members:
         lines += ["initLimit=10", "syncLimit=5"]
@@ -198,7 +199,7 @@ def zoo_cfg(data_dir, client_port, members):
 class Deployment:
     """One system (zookeeper or arbor) in one topology, on fresh data directories."""
 
-    def __init__(self, system, topology, work_dir, port_base, arbor_bin):
+    def __init__(self, system, topology, work_dir, port_base, arbor_bin, extra_cfg=()):
         self.system = system
         self.topology = topology
         self.nodes = []
@@ -218,7 +219,7 @@ class Deployment:
             data = directory / "data"
             data.mkdir(parents=True)
             client_port = port_base + offset + i
-            (directory / "zoo.cfg").write_text(zoo_cfg(data, client_port, members))
+            (directory / "zoo.cfg").write_text(zoo_cfg(data, client_port, members, extra_cfg))
             if size == 3:
                 (data / "myid").write_text(f"{i}\n")
             if system == "zookeeper":
@@ -273,6 +274,26 @@ class Deployment:
             if time.monotonic() > deadline:
                 raise Unavailable(f"{self.system} {self.topology}: not ready in "
                                   f"{READY_LIMIT_S}s: {node.log_tail(4)}")
+
+    def check_replication(self, bench):
+        """A node written through the first member must be readable on the others: three
+        servers that ignore the server.N lines would each run standalone, and measuring them
+        as an ensemble would be a lie."""
+        if len(self.nodes) == 1:
+            return
+        probe = ["--workload", "get", "--keys", "1", "--run-id", "replication-probe"]
+        bench.run([*probe, "--server", self.nodes[0].addr, "--setup-only"])
+        for node in self.nodes[1:]:
+            for _ in range(50):
+                report = bench.run([*probe, "--server", node.addr, "--no-setup", "--ops", "1",
+                                    "--warmup", "0s", "--connections", "1"], check=False)
+                if report is not None and report["errors"] == 0:
+                    break
+                time.sleep(0.1)
+            else:
+                raise Unavailable(
+                    f"{self.system} {self.topology}: a node created on {self.nodes[0].addr} "
+                    f"never appeared on {node.addr}: the members do not replicate")
 
     def cpu_seconds(self):
         values = [proc_cpu_seconds(node.process.pid) for node in self.nodes if node.alive()]
@@ -378,11 +399,14 @@ def count_snapshots(deployment):
     return count
 
 
-def measure_memory(bench, system, work_dir, port_base, arbor_bin, znodes, stall_ops):
+def measure_memory(bench, system, work_dir, port_base, arbor_bin, znodes, stall_ops,
+                   snap_count):
     """RSS after loading `znodes` znodes, the longest stall while snapshots are taken, and the
-    restart time with those znodes."""
-    deployment = Deployment(system, "standalone", work_dir, port_base, arbor_bin)
-    result = {"znodes": znodes}
+    restart time with those znodes. `snap_count` (both servers read zoo.cfg's snapCount) is
+    below `stall_ops`, so the setData run crosses at least one snapshot."""
+    extra = [f"snapCount={snap_count}"] if snap_count else []
+    deployment = Deployment(system, "standalone", work_dir, port_base, arbor_bin, extra)
+    result = {"znodes": znodes, "snap_count": snap_count or 100_000}
     deployment.start(bench)
     try:
         load_args = ["--server", deployment.addrs, "--workload", "create", "--ops",
@@ -540,6 +564,8 @@ def goals(summary, memory):
 def fmt(value, unit=""):
     if value is None:
         return "n/a"
+    if isinstance(value, int):
+        return f"{value:,}{unit}"
     if abs(value) >= 100:
         return f"{value:.0f}{unit}"
     return f"{value:.2f}{unit}"
@@ -660,8 +686,8 @@ def render(results):
             if data and data.get("errors"):
                 notes.append(f"- {row['topology']} {row['workload']} on {system}: "
                              f"{data['errors']} error replies")
-    for topology, reason in results.get("unavailable", {}).items():
-        notes.append(f"- {topology}: {reason}")
+    for reason in results.get("unavailable", {}).values():
+        notes.append(f"- {reason}")
     if notes:
         lines += ["", "Not measured or failed:", ""] + sorted(set(notes))
     lines += ["", f"Fan-out rows: ops/s is notifications delivered per second; latency is "
@@ -689,6 +715,7 @@ def render(results):
     mem_row("longest stall (max latency) in the setData run", "stall_max_ms", " ms")
     mem_row("p99.9 in the setData run", "stall_p999_ms", " ms")
     mem_row("snapshot files written during that run", "snapshots_during_stall_run", "")
+    mem_row("snapCount (zoo.cfg, read by both)", "snap_count", "")
     for system, data in (("zookeeper", zk), ("arbor", ar)):
         if "error" in data:
             lines.append(f"\n{system}: {data['error']}")
@@ -807,6 +834,7 @@ def main():
                 if system == "arbor" and not arbor_bin.exists():
                     raise Unavailable(f"arbor binary {arbor_bin} missing")
                 deployment.start(bench)
+                deployment.check_replication(bench)
                 available[(system, topology)] = True
             except Unavailable as error:
                 available[(system, topology)] = False
@@ -844,7 +872,10 @@ def main():
 
     if not options.skip_memory:
         znodes = 100_000 if options.quick else 1_000_000
+        # ZooKeeper snapshots after a random count in [snapCount/2, snapCount], arbor every
+        # snapCount entries: the stall run is longer than snapCount so both take one in it.
         stall_ops = 30_000 if options.quick else 150_000
+        snap_count = 20_000 if options.quick else None
         for system in systems:
             if not available.get((system, "standalone")):
                 results["memory"][system] = {"error": "not available", "znodes": znodes}
@@ -852,7 +883,8 @@ def main():
             log(f"memory/restart/stall: {system} with {znodes:,} znodes")
             try:
                 results["memory"][system] = measure_memory(
-                    bench, system, work_dir, options.port_base, arbor_bin, znodes, stall_ops)
+                    bench, system, work_dir, options.port_base, arbor_bin, znodes, stall_ops,
+                    snap_count)
                 log(f"  {results['memory'][system]}")
             except (RuntimeError, Unavailable) as error:
                 results["memory"][system] = {"error": str(error)[:400], "znodes": znodes}

@@ -291,6 +291,9 @@ impl<T> Session<T> {
     ) -> Result<(), SessionError> {
         let before = out.len();
         loop {
+            // Queued requests leave first, without waiting: reading is preferred below, and a
+            // steady stream of replies must not hold back the requests that keep it going.
+            self.try_flush()?;
             while let Some(frame) = self.take_frame()? {
                 if let Some(incoming) = self.decode_incoming(frame)? {
                     out.push(incoming);
@@ -386,7 +389,7 @@ impl<T> Session<T> {
         }
     }
 
-    fn poll_nonblocking(&mut self, out: &mut Vec<Incoming<T>>) -> Result<(), SessionError> {
+    fn try_flush(&mut self) -> Result<(), SessionError> {
         if self.written < self.write_buffer.len() {
             match self.writer.try_write(&self.write_buffer[self.written..]) {
                 Ok(count) => self.advance_written(count)?,
@@ -394,6 +397,11 @@ impl<T> Session<T> {
                 Err(error) => return Err(self.io_error(error)),
             }
         }
+        Ok(())
+    }
+
+    fn poll_nonblocking(&mut self, out: &mut Vec<Incoming<T>>) -> Result<(), SessionError> {
+        self.try_flush()?;
         self.read_buffer.reserve(READ_CHUNK_BYTES);
         match self.reader.try_read_buf(&mut self.read_buffer) {
             Ok(0) => {
