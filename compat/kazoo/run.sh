@@ -26,6 +26,9 @@
 #                        version the target reports, 3.8.0 or 3.9.4)
 set -euo pipefail
 
+# Everything is in main(), called on the last line: bash reads a script as it
+# runs it, so without this, editing run.sh breaks the runs in progress.
+main() {
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 venv=$repo/compat/.venv
@@ -210,3 +213,6 @@ $preflight_ok || summary="servers did not answer the preflight check; suite not 
   "$summary"
 echo "run.sh: results in ${out#"$repo"/}, pytest output in ${work#"$repo"/}/pytest.log"
 $preflight_ok
+}
+
+main "$@"; exit
