@@ -237,12 +237,13 @@ fn simulator_catches_read_index_before_noop_commits() {
 
 #[test]
 fn simulator_catches_ack_before_persist() {
-    assert_caught(
+    assert_caught_with(
         "ack before persist",
         Bugs {
             ack_before_persist: true,
             ..Bugs::default()
         },
+        Some(&crash_heavy(3)),
         400,
     );
 }
