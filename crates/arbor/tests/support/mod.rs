@@ -20,6 +20,7 @@ use base64::Engine;
 use sha1::{Digest, Sha1};
 use zookeeper_client as zk;
 
+#[allow(unused_imports)]
 pub use server::{Server, ServerOptions};
 
 /// The longest any test waits for something that should happen; only a bug (or a machine so
