@@ -15,7 +15,7 @@ use arbor_proto::{
     SetDataRequest, SyncRequest, XID_PING, perms,
 };
 use bytes::Bytes;
-use support::raw::RawConnection;
+use support::raw::{RawConnection, data};
 use support::{
     Server, ServerOptions, connect, connect_with, connector, digest_id, fails, mode, now_ms, ok,
     persistent, within,
@@ -138,8 +138,8 @@ async fn plain_create_opcode_answers_the_path() {
     let old = connect_with(connector().with_server_version(3, 4, 0), &server.address()).await;
     let (stat, _) = ok("create /old", old.create("/old", b"x", &persistent())).await;
     assert!(stat.is_invalid(), "opcode 1 has no stat in its reply");
-    let (data, stat) = ok("get /old", old.get_data("/old")).await;
-    assert_eq!(data, b"x");
+    let (value, stat) = ok("get /old", old.get_data("/old")).await;
+    assert_eq!(value, b"x");
     assert_eq!(stat, created(stat.czxid, stat.ctime, 1, 0));
 
     // And raw, to see the reply body itself.
@@ -147,7 +147,7 @@ async fn plain_create_opcode_answers_the_path() {
     let response = raw
         .call_ok(&Request::Create(CreateRequest {
             path: "/raw-seq-".into(),
-            data: Bytes::new(),
+            data: data(Bytes::new()),
             acl: RawAcl::open_unsafe(),
             flags: 2,
         }))
@@ -326,7 +326,7 @@ async fn create_errors() {
     let create = |path: &str, acl: Vec<RawAcl>, flags: i32| {
         Request::Create2(CreateRequest {
             path: path.into(),
-            data: Bytes::new(),
+            data: data(Bytes::new()),
             acl,
             flags,
         })
@@ -378,7 +378,7 @@ async fn create_errors() {
     let create_ttl = |flags: i32, ttl: i64| {
         Request::CreateTtl(CreateTtlRequest {
             path: "/ttl".into(),
-            data: Bytes::new(),
+            data: data(Bytes::new()),
             acl: RawAcl::open_unsafe(),
             flags,
             ttl,
@@ -974,13 +974,13 @@ async fn failing_multi_reports_every_result_and_changes_nothing() {
         ops: vec![
             MultiOp::Create(CreateRequest {
                 path: "/f/new".into(),
-                data: Bytes::new(),
+                data: data(Bytes::new()),
                 acl: RawAcl::open_unsafe(),
                 flags: 0,
             }),
             MultiOp::SetData(SetDataRequest {
                 path: "/f".into(),
-                data: Bytes::from_static(b"w"),
+                data: data(Bytes::from_static(b"w")),
                 version: -1,
             }),
             MultiOp::Check(CheckVersionRequest {
@@ -1172,7 +1172,7 @@ async fn close_session_removes_ephemerals_and_ends_the_session() {
     let response = raw
         .call_ok(&Request::Create2(CreateRequest {
             path: "/raw-eph".into(),
-            data: Bytes::new(),
+            data: data(Bytes::new()),
             acl: RawAcl::open_unsafe(),
             flags: 1,
         }))

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use arbor_proto::{ConnectRequest, CreateRequest, ExistsRequest, Jute, Request};
 use bytes::Bytes;
 use support::proxy::Proxy;
-use support::raw::RawConnection;
+use support::raw::{RawConnection, data};
 use support::{
     Server, ServerOptions, connect, connect_with, mode, ok, persistent, wait_for_state, within,
 };
@@ -39,7 +39,7 @@ fn resume(session_id: i64, password: &Bytes, last_zxid_seen: i64) -> ConnectRequ
 fn create_ephemeral(path: &str) -> Request {
     Request::Create2(CreateRequest {
         path: path.into(),
-        data: Bytes::new(),
+        data: data(Bytes::new()),
         acl: arbor_proto::Acl::open_unsafe(),
         flags: 1,
     })
@@ -283,15 +283,24 @@ async fn recovered_sessions_get_a_fresh_timeout_and_still_expire() {
     assert_eq!(answer.session_id, session.session_id, "{answer:?}");
     back.call_ok(&exists_root()).await;
 
-    // The session whose client never came back expires a timeout after recovery.
+    // The session whose client never came back expires a timeout after recovery, while the
+    // one that came back, pinging, lives on.
     let observer = connect(&server.address()).await;
     let (stat, leaving_gone) =
         ok("watch /leaving", observer.check_and_watch_stat("/leaving")).await;
     if stat.is_some() {
-        let fired = within("expiry after recovery", leaving_gone.changed()).await;
+        let mut fired = std::pin::pin!(leaving_gone.changed());
+        let fired = within("expiry after recovery", async {
+            loop {
+                tokio::select! {
+                    fired = &mut fired => return fired,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => back.ping().await,
+                }
+            }
+        })
+        .await;
         assert_eq!(fired.event_type, zk::EventType::NodeDeleted);
     }
-    // The one that came back keeps its ephemeral while it is connected.
     back.call_ok(&exists_root()).await;
     let stat = ok("exists /returning", observer.check_stat("/returning")).await;
     assert_eq!(stat.map(|s| s.ephemeral_owner), Some(session.session_id));

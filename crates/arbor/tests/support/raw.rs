@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use arbor_proto::{
     ConnectRequest, ConnectResponse, ErrorCode, Jute, OpCode, Reader, ReplyHeader, Request,
-    Response, WatcherEvent, XID_NOTIFICATION, split_frame,
+    Response, Stat, WatcherEvent, XID_NOTIFICATION, XID_PING, split_frame,
 };
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,6 +19,12 @@ use super::within;
 
 /// Largest frame this test client reads (the server's own limit is what is under test).
 const READ_FRAME_BYTES_MAX: u32 = 64 << 20;
+
+/// A request's data field from bytes. Generic over the field's type so the tests read the same
+/// whether `arbor-proto` spells data `Bytes` or `Option<Bytes>` (null data).
+pub fn data<T: From<Bytes>>(bytes: impl Into<Bytes>) -> T {
+    T::from(bytes.into())
+}
 
 /// One message from the server after the handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +53,18 @@ impl Reply {
     /// The error code (0 for success).
     pub fn err(&self) -> i32 {
         self.header.err
+    }
+
+    /// Decodes the body of a successful getData reply: the data (`None` when null) and the
+    /// stat.
+    pub fn get_data(&self) -> (Option<Bytes>, Stat) {
+        assert_eq!(self.header.err, 0, "getData failed: {self:?}");
+        let body = Bytes::copy_from_slice(&self.body);
+        let mut reader = Reader::from_bytes(&body);
+        let data = reader.read_buffer_opt().expect("getData data");
+        let stat = Stat::decode(&mut reader).expect("getData stat");
+        assert_eq!(reader.remaining(), 0, "trailing bytes in a getData reply");
+        (data, stat)
     }
 
     /// Decodes the body of a successful reply to an `op` request.
@@ -220,6 +238,13 @@ impl RawConnection {
                 None => panic!("the server closed the connection before replying to xid {xid}"),
             }
         }
+    }
+
+    /// Pings (xid −2) and waits for the answer: keeps the session alive.
+    pub async fn ping(&mut self) {
+        self.send_with_xid(XID_PING, &Request::Ping).await;
+        let reply = self.reply_to(XID_PING).await;
+        assert_eq!(reply.err(), 0, "ping failed: {reply:?}");
     }
 
     /// Sends `request` and waits for its reply.
