@@ -390,13 +390,16 @@ def measure_workload(bench, deployment, name, args, timing, seed):
         deployment.stop()
 
 
-def count_snapshots(deployment):
-    count = 0
+def snapshot_files(deployment):
+    """Names of the snapshot files in the data directories. Both systems name a snapshot after
+    its zxid or index, so a snapshot taken later has a new name even where older ones are
+    deleted."""
+    names = set()
     for data in deployment.data_dirs:
         for path in data.rglob("*"):
             if "snap" in path.name.lower() and path.is_file():
-                count += 1
-    return count
+                names.add(str(path.relative_to(data)))
+    return names
 
 
 def measure_memory(bench, system, work_dir, port_base, arbor_bin, znodes, stall_ops,
@@ -417,12 +420,12 @@ def measure_memory(bench, system, work_dir, port_base, arbor_bin, znodes, stall_
         result["load_command"] = bench.command_line(load_args)
         time.sleep(2)  # let the server settle (GC, group commit) before reading RSS
         result["rss_mib"] = (deployment.rss_kib() or 0) / 1024
-        snaps_before = count_snapshots(deployment)
+        snaps_before = snapshot_files(deployment)
         stall_args = ["--server", deployment.addrs, "--workload", "set", "--ops",
                       str(stall_ops), "--connections", "8", "--window", "8",
                       "--warmup", "0s", "--run-id", "stall"]
         stall = bench.run(stall_args)
-        result["snapshots_during_stall_run"] = count_snapshots(deployment) - snaps_before
+        result["snapshots_during_stall_run"] = len(snapshot_files(deployment) - snaps_before)
         result["stall_max_ms"] = stall["latency"]["max_us"] / 1000
         result["stall_p999_ms"] = stall["latency"]["p999_us"] / 1000
         result["stall_p50_ms"] = stall["latency"]["p50_us"] / 1000
