@@ -1293,3 +1293,158 @@ async fn containers_and_ttl_nodes_are_removed_by_the_server() {
     }
     assert!(ok("exists /tl", client.check_stat("/tl")).await.is_some());
 }
+
+/// Appends a jute string.
+fn put_string(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(&(text.len() as i32).to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_data_reads_back_as_null() {
+    let server = Server::start();
+    let (mut raw, _) = RawConnection::new_session(server.socket_address(), 10_000).await;
+    // create2 "/null" with a null buffer (length −1), world:anyone ALL, persistent: what the
+    // Java client sends for `create(path, null, ...)`.
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&1i32.to_be_bytes());
+    payload.extend_from_slice(&OpCode::Create2.code().to_be_bytes());
+    put_string(&mut payload, "/null");
+    payload.extend_from_slice(&(-1i32).to_be_bytes());
+    payload.extend_from_slice(&1i32.to_be_bytes());
+    payload.extend_from_slice(&perms::ALL.to_be_bytes());
+    put_string(&mut payload, "world");
+    put_string(&mut payload, "anyone");
+    payload.extend_from_slice(&0i32.to_be_bytes());
+    raw.send_frame(&payload).await.expect("send");
+    let reply = raw.reply_to(1).await;
+    assert_eq!(reply.err(), 0, "{reply:?}");
+    // ZooKeeper keeps null apart from empty: getData answers a null buffer, dataLength 0.
+    let reply = raw
+        .call(&Request::GetData(arbor_proto::GetDataRequest {
+            path: "/null".into(),
+            watch: false,
+        }))
+        .await;
+    let (value, stat) = reply.get_data();
+    assert_eq!(value, None, "null data came back as {value:?}");
+    assert_eq!(stat.data_length, 0);
+    // The client library reads null as empty.
+    let client = connect(&server.address()).await;
+    let (value, _) = ok("get /null", client.get_data("/null")).await;
+    assert!(value.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order_and_reads_see_earlier_writes() {
+    let server = Server::start();
+    let (mut raw, _) = RawConnection::new_session(server.socket_address(), 10_000).await;
+    raw.call_ok(&Request::Create2(CreateRequest {
+        path: "/fifo".into(),
+        data: data(Bytes::from_static(b"0")),
+        acl: RawAcl::open_unsafe(),
+        flags: 0,
+    }))
+    .await;
+    // Writes and reads sent back to back without waiting: the replies come in request order,
+    // and each read sees every write sent before it (FIFO per session), whatever the batching
+    // of writes behind the scenes.
+    const ROUNDS: usize = 300;
+    let mut expected = Vec::new();
+    for round in 1..=ROUNDS {
+        let value = round.to_string();
+        let xid = raw
+            .send(&Request::SetData(SetDataRequest {
+                path: "/fifo".into(),
+                data: data(Bytes::from(value.clone())),
+                version: -1,
+            }))
+            .await;
+        expected.push((xid, None));
+        let xid = raw
+            .send(&Request::GetData(arbor_proto::GetDataRequest {
+                path: "/fifo".into(),
+                watch: false,
+            }))
+            .await;
+        expected.push((xid, Some(value)));
+    }
+    let mut last_zxid = 0;
+    for (xid, read) in expected {
+        let reply = raw.reply_to(xid).await;
+        assert_eq!(reply.err(), 0, "{reply:?}");
+        assert!(
+            reply.header.zxid >= last_zxid,
+            "zxid went back at xid {xid}"
+        );
+        last_zxid = reply.header.zxid;
+        if let Some(value) = read {
+            let (got, _) = reply.get_data();
+            assert_eq!(got.as_deref(), Some(value.as_bytes()), "read at xid {xid}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_packets_use_their_special_xid() {
+    let server = Server::start();
+    let (mut raw, _) = RawConnection::new_session(server.socket_address(), 10_000).await;
+    // The Java client sends auth with xid −4 and matches the reply by it.
+    raw.send_with_xid(
+        arbor_proto::XID_AUTH,
+        &Request::Auth(AuthPacket {
+            auth_type: 0,
+            scheme: "digest".into(),
+            auth: Bytes::from_static(b"carol:pw"),
+        }),
+    )
+    .await;
+    let reply = raw.reply_to(arbor_proto::XID_AUTH).await;
+    assert_eq!(reply.err(), 0);
+    let Response::WhoAmI(who) = raw.call_ok(&Request::WhoAmI).await else {
+        panic!("whoAmI answered something else");
+    };
+    let users: Vec<(&str, &str)> = who
+        .client_info
+        .iter()
+        .map(|info| (info.auth_scheme.as_str(), info.user.as_str()))
+        .collect();
+    assert_eq!(users, [("ip", "127.0.0.1"), ("digest", "carol")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_creates_containers_and_ttl_nodes() {
+    let server =
+        Server::start_with(ServerOptions::default().set("container_check_interval_ms", 50));
+    let client = connect(&server.address()).await;
+    let mut writer = client.new_multi_writer();
+    writer
+        .add_create("/mc", b"", &mode(zk::CreateMode::Container))
+        .expect("add");
+    writer.add_create("/mc/x", b"", &persistent()).expect("add");
+    writer
+        .add_create(
+            "/mt",
+            b"",
+            &mode(zk::CreateMode::Persistent).with_ttl(std::time::Duration::from_millis(200)),
+        )
+        .expect("add");
+    let results = ok("multi", writer.commit()).await;
+    let paths: Vec<&str> = results
+        .iter()
+        .map(|result| match result {
+            zk::MultiWriteResult::Create { path, .. } => path.as_str(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(paths, ["/mc", "/mc/x", "/mt"]);
+    // They are a real container and a real TTL node: the server removes them.
+    ok("delete /mc/x", client.delete("/mc/x", None)).await;
+    for path in ["/mc", "/mt"] {
+        let (stat, removed) = ok("watch", client.check_and_watch_stat(path)).await;
+        if stat.is_some() {
+            let event = within("removal", removed.changed()).await;
+            assert_eq!(event.event_type, zk::EventType::NodeDeleted, "{path}");
+        }
+    }
+}
