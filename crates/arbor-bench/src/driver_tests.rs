@@ -94,7 +94,9 @@ fn pipelined_replies_are_paired_with_their_requests() {
             };
             assert_eq!(op, OpCode::GetData);
             match response {
-                Some(Response::GetData(reply)) => assert_eq!(reply.data, tag.as_bytes()),
+                Some(Response::GetData(reply)) => {
+                    assert_eq!(reply.data.as_deref(), Some(tag.as_bytes()))
+                }
                 None => assert_eq!((tag, header.err), ("none", -101)),
                 other => panic!("unexpected {other:?}"),
             }

@@ -148,8 +148,10 @@ fn answer(tree: &mut Tree, connection: u64, request: &Request) -> (i32, Response
             if tree.nodes.contains_key(&create.path) {
                 return (-110, Response::Empty, vec![]);
             }
-            tree.nodes
-                .insert(create.path.clone(), (create.data.clone(), 0));
+            tree.nodes.insert(
+                create.path.clone(),
+                (create.data.clone().unwrap_or_default(), 0),
+            );
             (
                 0,
                 Response::Create(CreateResponse {
@@ -160,7 +162,7 @@ fn answer(tree: &mut Tree, connection: u64, request: &Request) -> (i32, Response
         }
         Request::SetData(set) => match tree.nodes.get_mut(&set.path) {
             Some((data, version)) => {
-                *data = set.data.clone();
+                *data = set.data.clone().unwrap_or_default();
                 *version += 1;
                 let stat = stat(*version, data.len());
                 (
@@ -175,7 +177,7 @@ fn answer(tree: &mut Tree, connection: u64, request: &Request) -> (i32, Response
             Some((data, version)) => (
                 0,
                 Response::GetData(GetDataResponse {
-                    data: data.clone(),
+                    data: Some(data.clone()),
                     stat: stat(*version, data.len()),
                 }),
                 vec![],

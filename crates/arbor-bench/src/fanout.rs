@@ -183,7 +183,7 @@ pub async fn run_fanout(plan: &Plan, report: &mut Report) -> Result<(), FanoutEr
         writer.send(
             &Request::SetData(SetDataRequest {
                 path: plan.layout.fanout_node.clone(),
-                data: plan.value.clone(),
+                data: Some(plan.value.clone()),
                 version: -1,
             }),
             (),

@@ -47,9 +47,10 @@ pub async fn connect_all<T: Send + 'static>(
     }
     let mut sessions: Vec<Option<Session<T>>> = (0..count).map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
-        let Ok((index, result)) = joined else {
-            continue;
-        };
+        let (index, result) = joined.map_err(|error| SessionError::Io {
+            addr: "connect task".into(),
+            source: std::io::Error::other(error.to_string()),
+        })?;
         sessions[index as usize] = Some(result?);
     }
     Ok(sessions.into_iter().flatten().collect())

@@ -164,7 +164,7 @@ impl Layout {
 pub fn create_request(path: String, data: Bytes, mode: CreateMode) -> Request {
     Request::Create(CreateRequest {
         path,
-        data,
+        data: Some(data),
         acl: Acl::open_unsafe(),
         flags: mode.flags(),
     })
@@ -263,7 +263,7 @@ impl OpGenerator {
         let path = self.random_key();
         Request::SetData(SetDataRequest {
             path,
-            data: self.value.clone(),
+            data: Some(self.value.clone()),
             version: -1,
         })
     }
