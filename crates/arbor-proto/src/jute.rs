@@ -290,6 +290,21 @@ impl Jute for Bytes {
     }
 }
 
+/// A buffer that may be null: ZooKeeper keeps `null` data apart from empty data (a node created
+/// with null data reads back as null), so the data fields of create, setData and getData carry
+/// the distinction.
+impl Jute for Option<Bytes> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Some(bytes) => bytes.encode(out),
+            None => out.put_i32(-1),
+        }
+    }
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        reader.read_buffer_opt()
+    }
+}
+
 impl<T: Jute> Jute for Vec<T> {
     fn encode(&self, out: &mut Vec<u8>) {
         write_length(out, self.len());
@@ -306,11 +321,6 @@ impl<T: Jute> Jute for Vec<T> {
 /// `i32::MAX`), so the saturation never triggers on anything we would send.
 fn write_length(out: &mut Vec<u8>, length: usize) {
     out.put_i32(i32::try_from(length).unwrap_or(i32::MAX));
-}
-
-/// Writes a null buffer (length −1), which ZooKeeper returns for nodes created with null data.
-pub fn encode_null_buffer(out: &mut Vec<u8>) {
-    out.put_i32(-1);
 }
 
 /// Declares a jute record: a struct whose encoding is its fields in order.

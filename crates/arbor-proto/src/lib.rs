@@ -20,7 +20,7 @@
 //! assert_eq!(consumed, wire.len());
 //! let (header, decoded) = decode_request(payload).expect("valid request");
 //! assert_eq!(decoded, request);
-//! let reply = Response::GetData(GetDataResponse { data: "v".into(), stat: Stat::default() });
+//! let reply = Response::GetData(GetDataResponse { data: Some("v".into()), stat: Stat::default() });
 //! let mut out = Vec::new();
 //! write_reply(&mut out, &ReplyHeader { xid: header.xid, zxid: 1, err: 0 }, |b| reply.encode(b));
 //! ```
@@ -47,7 +47,7 @@ pub use frame::{
     FOUR_LETTER_WORDS, FRAME_SIZE_BYTES_MAX_DEFAULT, four_letter_word, split_frame, write_frame,
     write_notification, write_reply,
 };
-pub use jute::{DecodeError, Jute, Reader, encode_null_buffer};
+pub use jute::{DecodeError, Jute, Reader};
 pub use opcode::{OpCode, XID_AUTH, XID_NOTIFICATION, XID_PING, XID_SET_WATCHES};
 pub use records::*;
 pub use request::{MultiOp, MultiRequest, Request, decode_request};

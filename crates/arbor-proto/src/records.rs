@@ -65,8 +65,8 @@ record! {
 record! {
     /// Reply to `getData`.
     pub struct GetDataResponse {
-        /// The node's data.
-        pub data: Bytes,
+        /// The node's data (`None`: null, as created).
+        pub data: Option<Bytes>,
         /// The node's stat.
         pub stat: Stat,
     }
@@ -78,7 +78,7 @@ record! {
         /// The node.
         pub path: String,
         /// The new data.
-        pub data: Bytes,
+        pub data: Option<Bytes>,
         /// Expected version, or −1 for any.
         pub version: i32,
     }
@@ -128,7 +128,7 @@ record! {
         /// The node (before any sequential suffix).
         pub path: String,
         /// Initial data.
-        pub data: Bytes,
+        pub data: Option<Bytes>,
         /// Initial ACL.
         pub acl: Vec<Acl>,
         /// A [`CreateMode`](crate::CreateMode) flag value.
@@ -142,7 +142,7 @@ record! {
         /// The node (before any sequential suffix).
         pub path: String,
         /// Initial data.
-        pub data: Bytes,
+        pub data: Option<Bytes>,
         /// Initial ACL.
         pub acl: Vec<Acl>,
         /// A [`CreateMode`](crate::CreateMode) flag value (a TTL mode).

@@ -35,8 +35,8 @@ pub enum OpResult {
     },
     /// A node's data (multiRead).
     GetData {
-        /// The data.
-        data: Bytes,
+        /// The data (`None`: null).
+        data: Option<Bytes>,
         /// The stat.
         stat: Stat,
     },
@@ -116,7 +116,7 @@ impl OpResult {
                 children: reader.read_vec()?,
             },
             OpCode::GetData => {
-                let data = reader.read_buffer()?;
+                let data = reader.read_buffer_opt()?;
                 OpResult::GetData {
                     data,
                     stat: Stat::decode(reader)?,

@@ -124,7 +124,7 @@ fn hand_made_streams() -> Vec<Vec<u8>> {
         ops: vec![
             MultiOp::Create(CreateRequest {
                 path: "/a".into(),
-                data: Bytes::from_static(b"x"),
+                data: Some(Bytes::from_static(b"x")),
                 acl: Acl::open_unsafe(),
                 flags: 0,
             }),
@@ -179,7 +179,7 @@ fn hand_made_streams() -> Vec<Vec<u8>> {
         &java_connect,
         &[Request::SetData(SetDataRequest {
             path: "/big".into(),
-            data: Bytes::from(vec![7; 200]),
+            data: Some(Bytes::from(vec![7; 200])),
             version: -1,
         })],
     ));

@@ -229,7 +229,7 @@ fn multi_with_create_and_delete_as_multi_operation_record_writes_it() {
         ops: vec![
             MultiOp::Create(CreateRequest {
                 path: "/a".into(),
-                data: Bytes::from_static(b"x"),
+                data: Some(Bytes::from_static(b"x")),
                 acl: Acl::open_unsafe(),
                 flags: CreateMode::PersistentSequential.flags(),
             }),
@@ -428,7 +428,7 @@ fn create_ttl_request_has_ttl_after_flags() {
         decoded,
         CreateTtlRequest {
             path: "/t".into(),
-            data: Bytes::new(),
+            data: None,
             acl: Vec::new(),
             flags: 5,
             ttl: 1000,
@@ -484,7 +484,7 @@ fn get_data_reply_frame() {
         },
         |out| {
             Response::GetData(GetDataResponse {
-                data: Bytes::new(),
+                data: Some(Bytes::new()),
                 stat: Stat::default(),
             })
             .encode(out)

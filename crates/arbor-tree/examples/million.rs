@@ -84,7 +84,7 @@ impl Driver {
 fn create(path: String, data: &[u8]) -> WriteRequest {
     WriteRequest::Create(CreateRequest {
         path,
-        data: data.to_vec().into(),
+        data: Some(data.to_vec().into()),
         acl: Acl::open_unsafe(),
         flags: 0,
     })
@@ -145,7 +145,7 @@ fn main() {
                 "/p{parent:06}/n{:010}",
                 i % CHILDREN_PER_PARENT.min(created)
             ),
-            data: data.to_vec().into(),
+            data: Some(data.to_vec().into()),
             version: -1,
         }));
     }

@@ -194,7 +194,7 @@ mod tests {
                 identities: vec![Id::new("ip", "127.0.0.1")],
                 request: WriteRequest::Create2(CreateRequest {
                     path: "/a".into(),
-                    data: Bytes::from_static(b"hello"),
+                    data: Some(Bytes::from_static(b"hello")),
                     acl: arbor_proto::Acl::open_unsafe(),
                     flags: 3,
                 }),

@@ -23,7 +23,7 @@
 //!
 //! let create = WriteRequest::Create(CreateRequest {
 //!     path: "/lock-".into(),
-//!     data: "me".into(),
+//!     data: Some("me".into()),
 //!     acl: Acl::open_unsafe(),
 //!     flags: 3, // ephemeral sequential
 //! });
@@ -35,7 +35,7 @@
 //! assert_eq!(applied.triggers.len(), 2); // NodeCreated on the node, NodeChildrenChanged on "/"
 //!
 //! let (data, stat) = tree.get_data("/lock-0000000000", &identities).expect("readable");
-//! assert_eq!((&data[..], stat.ephemeral_owner), (&b"me"[..], session_id.0));
+//! assert_eq!((data.as_deref(), stat.ephemeral_owner), (Some(&b"me"[..]), session_id.0));
 //!
 //! // Closing the session deletes its ephemerals, with their watch triggers.
 //! let closed = apply(&mut tree, Command::CloseSession { session_id });

@@ -69,14 +69,14 @@ fn apply_op(state: &mut State, env: &Env<'_>, op: &MultiOp) -> ops::OpResult {
             &CreateArgs {
                 kind: CreateKind::Ttl,
                 path: &r.path,
-                data: &r.data,
+                data: r.data.as_deref(),
                 acl: &r.acl,
                 flags: r.flags,
                 ttl_ms: r.ttl,
             },
         ),
         MultiOp::Delete(r) => ops::delete(state, env, &r.path, r.version),
-        MultiOp::SetData(r) => ops::set_data(state, env, &r.path, &r.data, r.version),
+        MultiOp::SetData(r) => ops::set_data(state, env, &r.path, r.data.as_deref(), r.version),
         MultiOp::Check(r) => ops::check(state, env, &r.path, r.version),
         MultiOp::GetChildren(_) | MultiOp::GetData(_) => Err(ErrorCode::MarshallingError),
     }
@@ -90,7 +90,7 @@ pub(crate) fn create_args(
     CreateArgs {
         kind,
         path: &request.path,
-        data: &request.data,
+        data: request.data.as_deref(),
         acl: &request.acl,
         flags: request.flags,
         ttl_ms: -1,

@@ -129,6 +129,9 @@ impl Comparable<NodeKey> for KeyRef<'_> {
 pub(crate) struct Znode {
     /// The data; `None` when empty.
     pub(crate) data: Option<Arc<[u8]>>,
+    /// Whether the client wrote null data rather than bytes: ZooKeeper reads such a node
+    /// back as null (`DataNode.data == null`), which clients show as `None`/`null`.
+    pub(crate) data_null: bool,
     pub(crate) czxid: i64,
     pub(crate) mzxid: i64,
     pub(crate) pzxid: i64,
@@ -149,14 +152,15 @@ pub(crate) struct Znode {
 impl Znode {
     /// A new node as `DataTree.createStat` stamps it.
     pub(crate) fn new(
-        data: &[u8],
+        data: Option<&[u8]>,
         acl: AclId,
         ephemeral_owner: i64,
         zxid: i64,
         time_ms: i64,
     ) -> Znode {
         Znode {
-            data: stored_data(data),
+            data: stored_data(data.unwrap_or_default()),
+            data_null: data.is_none(),
             czxid: zxid,
             mzxid: zxid,
             pzxid: zxid,
@@ -173,12 +177,23 @@ impl Znode {
 
     /// One of the nodes ZooKeeper's `DataTree` constructor makes: an all-zero stat.
     pub(crate) fn system(acl: AclId) -> Znode {
-        Znode::new(&[], acl, 0, 0, 0)
+        Znode::new(Some(&[]), acl, 0, 0, 0)
     }
 
     /// The data, empty when none.
     pub(crate) fn data(&self) -> &[u8] {
         self.data.as_deref().unwrap_or_default()
+    }
+
+    /// The data as a reply carries it: `None` for null data.
+    pub(crate) fn client_data(&self) -> Option<bytes::Bytes> {
+        if self.data_null {
+            return None;
+        }
+        Some(match &self.data {
+            Some(data) => bytes::Bytes::from_owner(data.clone()),
+            None => bytes::Bytes::new(),
+        })
     }
 
     /// The client's view (`DataNode.copyStat`).

@@ -35,7 +35,8 @@ pub(crate) enum CreateKind {
 pub(crate) struct CreateArgs<'a> {
     pub(crate) kind: CreateKind,
     pub(crate) path: &'a str,
-    pub(crate) data: &'a [u8],
+    /// `None`: the client sent null data.
+    pub(crate) data: Option<&'a [u8]>,
     pub(crate) acl: &'a [arbor_proto::Acl],
     pub(crate) flags: i32,
     /// The TTL of createTTL; −1 for the other opcodes, as `pRequest2TxnCreate` passes.
@@ -160,7 +161,7 @@ pub(crate) fn set_data(
     state: &mut State,
     env: &Env<'_>,
     path: &str,
-    data: &[u8],
+    data: Option<&[u8]>,
     version: i32,
 ) -> OpResult {
     validate_path(path)?;

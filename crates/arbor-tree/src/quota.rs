@@ -132,6 +132,7 @@ impl State {
         };
         self.data_size += data.len() as i64 - node.data().len() as i64;
         node.data = stored_data(data);
+        node.data_null = false;
     }
 
     /// Nodes and data bytes of the subtree at `path`, itself included (`DataTree.getCounts`).

@@ -53,14 +53,14 @@ impl DataTree {
     ///
     /// # Errors
     /// NoNode, NoAuth.
-    pub fn get_data(&self, path: &str, identities: &[Id]) -> Result<(Bytes, Stat), ErrorCode> {
+    pub fn get_data(
+        &self,
+        path: &str,
+        identities: &[Id],
+    ) -> Result<(Option<Bytes>, Stat), ErrorCode> {
         let node = self.node(path)?;
         self.check(node, perms::READ, identities)?;
-        let data = match &node.data {
-            Some(data) => Bytes::from_owner(data.clone()),
-            None => Bytes::new(),
-        };
-        Ok((data, self.stat_of(node)))
+        Ok((node.client_data(), self.stat_of(node)))
     }
 
     /// `getChildren` / `getChildren2`: the children's names in byte order, and the node's

@@ -216,6 +216,7 @@ struct NodeRecord<'a> {
     name: &'a str,
     #[serde(borrow)]
     data: RawBytes<'a>,
+    data_null: bool,
     czxid: i64,
     mzxid: i64,
     pzxid: i64,
@@ -371,6 +372,7 @@ impl DataTree {
                 parent: &key.parent,
                 name: &key.name,
                 data: RawBytes(node.data()),
+                data_null: node.data_null,
                 czxid: node.czxid,
                 mzxid: node.mzxid,
                 pzxid: node.pzxid,
@@ -558,6 +560,7 @@ impl Loader {
         };
         let node = Znode {
             data: stored_data(record.data.0),
+            data_null: record.data_null,
             czxid: record.czxid,
             mzxid: record.mzxid,
             pzxid: record.pzxid,

@@ -177,7 +177,7 @@ impl State {
     pub(crate) fn set_data(
         &mut self,
         key: &NodeKey,
-        data: &[u8],
+        data: Option<&[u8]>,
         version: i32,
         zxid: i64,
         time_ms: i64,
@@ -185,8 +185,11 @@ impl State {
         let node = self.nodes.get_mut(&key.as_ref()).map(Arc::make_mut);
         let node = node.unwrap_or_else(|| panic!("setData of missing node {}", key.path()));
         let old_len = node.data().len();
+        let data_null = data.is_none();
+        let data = data.unwrap_or_default();
         self.data_size += data.len() as i64 - old_len as i64;
         node.data = stored_data(data);
+        node.data_null = data_null;
         node.mtime = time_ms;
         node.mzxid = zxid;
         node.version = version;

@@ -221,14 +221,16 @@ fn apply_request(state: &mut State, env: &Env<'_>, request: &WriteRequest) -> Ap
             &CreateArgs {
                 kind: CreateKind::Ttl,
                 path: &r.path,
-                data: &r.data,
+                data: r.data.as_deref(),
                 acl: &r.acl,
                 flags: r.flags,
                 ttl_ms: r.ttl,
             },
         ),
         WriteRequest::Delete(r) => ops::delete(state, env, &r.path, r.version),
-        WriteRequest::SetData(r) => ops::set_data(state, env, &r.path, &r.data, r.version),
+        WriteRequest::SetData(r) => {
+            ops::set_data(state, env, &r.path, r.data.as_deref(), r.version)
+        }
         WriteRequest::SetAcl(r) => ops::set_acl(state, env, &r.path, &r.acl, r.version),
         WriteRequest::Check(r) => ops::check(state, env, &r.path, r.version),
         WriteRequest::Multi(ops) => return apply_multi(state, env, ops),

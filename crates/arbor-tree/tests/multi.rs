@@ -28,7 +28,7 @@ fn delete(path: &str, version: i32) -> MultiOp {
 fn set_data(path: &str, data: &str, version: i32) -> MultiOp {
     MultiOp::SetData(SetDataRequest {
         path: path.into(),
-        data: data.to_owned().into(),
+        data: Some(data.to_owned().into()),
         version,
     })
 }
@@ -276,7 +276,7 @@ fn multi_read_answers_each_op_on_its_own() {
     );
     assert_eq!(results[1], OpResult::Error { err: -101 });
     assert!(
-        matches!(&results[2], OpResult::GetData { data, stat } if &data[..] == b"A" && stat.num_children == 1)
+        matches!(&results[2], OpResult::GetData { data, stat } if data.as_deref() == Some(&b"A"[..]) && stat.num_children == 1)
     );
     assert_eq!(results[3], OpResult::Error { err: -102 });
     assert_eq!(

@@ -13,7 +13,7 @@ const STATS: &str = "/zookeeper/quota/app/zookeeper_stats";
 
 fn stats_of(tree: &DataTree, path: &str) -> String {
     let (data, _) = tree.get_data(path, &[]).unwrap();
-    String::from_utf8(data.to_vec()).unwrap()
+    String::from_utf8(data.unwrap_or_default().to_vec()).unwrap()
 }
 
 fn set_quota(h: &mut Harness, path: &str) {

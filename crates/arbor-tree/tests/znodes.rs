@@ -140,7 +140,7 @@ fn triggers_are_zookeepers() {
     let applied = h.request(arbor_tree::WriteRequest::SetData(
         arbor_proto::SetDataRequest {
             path: "/a/b".into(),
-            data: "d".into(),
+            data: Some("d".into()),
             version: -1,
         },
     ));
@@ -322,7 +322,10 @@ fn reads_by_path() {
         Vec::<String>::new()
     );
     assert_eq!(h.tree.get_children("/nope", &ids), Err(ErrorCode::NoNode));
-    assert_eq!(&h.tree.get_data("/a", &ids).unwrap().0[..], b"data");
+    assert_eq!(
+        h.tree.get_data("/a", &ids).unwrap().0.as_deref(),
+        Some(&b"data"[..])
+    );
     assert_eq!(h.tree.get_all_children_number("/a", &ids), Ok(4));
     assert_eq!(h.tree.get_all_children_number("/a/b", &ids), Ok(1));
     // The root counts everything but itself, /zookeeper's children included.

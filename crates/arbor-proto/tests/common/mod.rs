@@ -19,6 +19,11 @@ pub fn text() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A data buffer as clients send it: bytes, or null.
+pub fn nullable_buffer() -> impl Strategy<Value = Option<Bytes>> {
+    prop_oneof![4 => buffer().prop_map(Some), 1 => Just(None)]
+}
+
 /// A `buffer`.
 pub fn buffer() -> impl Strategy<Value = Bytes> {
     vec(any::<u8>(), 0..24).prop_map(Bytes::from)
@@ -63,8 +68,8 @@ record_strategies! {
     multi_header -> MultiHeader { op_code: any::<i32>(), done: any::<bool>(), err: any::<i32>() }
     auth_packet -> AuthPacket { auth_type: any::<i32>(), scheme: text(), auth: buffer() }
     get_data_request -> GetDataRequest { path: text(), watch: any::<bool>() }
-    get_data_response -> GetDataResponse { data: buffer(), stat: stat() }
-    set_data_request -> SetDataRequest { path: text(), data: buffer(), version: any::<i32>() }
+    get_data_response -> GetDataResponse { data: nullable_buffer(), stat: stat() }
+    set_data_request -> SetDataRequest { path: text(), data: nullable_buffer(), version: any::<i32>() }
     set_data_response -> SetDataResponse { stat: stat() }
     reconfig_request -> ReconfigRequest {
         joining_servers: text(),
@@ -76,13 +81,13 @@ record_strategies! {
     set_sasl_response -> SetSaslResponse { token: buffer() }
     create_request -> CreateRequest {
         path: text(),
-        data: buffer(),
+        data: nullable_buffer(),
         acl: vec(acl(), 0..3),
         flags: any::<i32>(),
     }
     create_ttl_request -> CreateTtlRequest {
         path: text(),
-        data: buffer(),
+        data: nullable_buffer(),
         acl: vec(acl(), 0..3),
         flags: any::<i32>(),
         ttl: any::<i64>(),
@@ -175,7 +180,7 @@ pub fn op_result() -> impl Strategy<Value = OpResult> {
         stat().prop_map(|stat| OpResult::SetData { stat }),
         Just(OpResult::Check),
         texts().prop_map(|children| OpResult::GetChildren { children }),
-        (buffer(), stat()).prop_map(|(data, stat)| OpResult::GetData { data, stat }),
+        (nullable_buffer(), stat()).prop_map(|(data, stat)| OpResult::GetData { data, stat }),
         any::<i32>().prop_map(|err| OpResult::Error { err }),
     ]
 }

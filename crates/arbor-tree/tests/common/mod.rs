@@ -149,7 +149,7 @@ impl Harness {
     pub fn set_data(&mut self, path: &str, data: &[u8], version: i32) -> Result<Stat, ErrorCode> {
         let request = SetDataRequest {
             path: path.into(),
-            data: data.to_vec().into(),
+            data: Some(data.to_vec().into()),
             version,
         };
         match self.request(WriteRequest::SetData(request)).result? {
@@ -191,7 +191,7 @@ impl Harness {
 pub fn create_request(path: &str, data: &[u8], flags: i32) -> CreateRequest {
     CreateRequest {
         path: path.into(),
-        data: data.to_vec().into(),
+        data: Some(data.to_vec().into()),
         acl: Acl::open_unsafe(),
         flags,
     }

@@ -79,8 +79,12 @@ fn acl() -> impl Strategy<Value = Vec<Acl>> {
     ])
 }
 
-fn data() -> impl Strategy<Value = bytes::Bytes> {
-    prop::collection::vec(any::<u8>(), 0..8).prop_map(bytes::Bytes::from)
+/// Data as clients send it: bytes, or (sometimes) null.
+fn data() -> impl Strategy<Value = Option<bytes::Bytes>> {
+    prop_oneof![
+        8 => prop::collection::vec(any::<u8>(), 0..8).prop_map(|d| Some(bytes::Bytes::from(d))),
+        1 => Just(None),
+    ]
 }
 
 fn create_request() -> impl Strategy<Value = CreateRequest> {
