@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::types::{ConfState, NodeId};
 
 /// One change to the membership.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConfChangeSingle {
     /// Make `0` a voter (a learner is promoted).
     AddVoter(NodeId),
@@ -25,7 +25,7 @@ pub enum ConfChangeSingle {
 
 /// A membership change: a list of single changes applied together, or (when empty) the
 /// instruction to leave the current joint configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConfChange {
     /// The changes; empty means "leave joint".
     pub changes: Vec<ConfChangeSingle>,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use crate::types::{Entry, LogIndex, NodeId, SnapshotMetadata, Term};
 
 /// A message from one peer to another, stamped with the sender's term.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     /// The sender.
     pub from: NodeId,
@@ -22,7 +22,7 @@ pub struct Message {
 
 /// Where a follower's log diverges, so the leader can skip a whole term at a time (thesis
 /// §5.4's optimisation, as etcd's `findConflictByTerm`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RejectHint {
     /// The largest index at which the follower's term is at most the probed term.
     pub index: LogIndex,
@@ -31,7 +31,7 @@ pub struct RejectHint {
 }
 
 /// The payload of a [`Message`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MessageBody {
     /// AppendEntries (Raft §5.3): entries following `(prev_index, prev_term)`.
     Append {

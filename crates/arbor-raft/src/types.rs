@@ -8,16 +8,42 @@ use bytes::Bytes;
 use crate::zxid::{Zxid, ZxidError};
 
 /// A Raft term (Raft §5.1). Terms only ever grow on a node.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Term(pub u64);
 
 /// The position of an entry in the replicated log. Index 0 is the empty prefix; the first real
 /// entry has index 1.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct LogIndex(pub u64);
 
 /// The identity of a server in the cluster. Never 0 (absence is `Option<NodeId>`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct NodeId(pub u64);
 
 impl fmt::Display for Term {
@@ -54,7 +80,7 @@ impl LogIndex {
 }
 
 /// What an entry carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum EntryKind {
     /// Application data (a batch of commands, as the application encodes it).
     Normal,
@@ -66,7 +92,7 @@ pub enum EntryKind {
 }
 
 /// One entry of the replicated log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     /// The term of the leader that created the entry.
     pub term: Term,
@@ -100,7 +126,7 @@ impl Entry {
 pub const ENTRY_HEADER_BYTES: u64 = 24;
 
 /// The state that must be durable before certain messages leave the node (thesis §3.8).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HardState {
     /// The latest term this node has seen.
     pub term: Term,
@@ -115,7 +141,7 @@ pub struct HardState {
 ///
 /// Invariant: a node is never both a voter (incoming or outgoing) and a learner, except that
 /// a voter being demoted may appear in `voters_outgoing` and `learners_next`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConfState {
     /// Voters of the (incoming) configuration.
     pub voters: BTreeSet<NodeId>,
@@ -157,7 +183,7 @@ impl ConfState {
 }
 
 /// Describes the state captured in a snapshot.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotMetadata {
     /// The last log index the snapshot covers.
     pub index: LogIndex,
@@ -170,7 +196,7 @@ pub struct SnapshotMetadata {
 }
 
 /// A snapshot of the application state at an index, with the membership at that index.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     /// What the snapshot covers.
     pub metadata: SnapshotMetadata,
