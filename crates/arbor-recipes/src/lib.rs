@@ -26,6 +26,12 @@
 //! before anyone else can be granted what it held. When the session ends the client is
 //! finished (`zookeeper-client` does not start a new session by itself): make a new client.
 //!
+//! This protects against lost connections, not against the holder's own process being paused
+//! (a long GC-like stall, SIGSTOP): a paused process learns nothing until it runs again, and
+//! may then act once before it notices. Guard writes that must never come from a stale holder
+//! with a fence the server checks, e.g. a `multi` that checks the holder's lock node
+//! (`zookeeper_client::Client::new_check_writer` on [`Mutex::lock_path`]).
+//!
 //! # Connection loss
 //! Idempotent requests (reads, deletes, creates of fixed paths) are retried. Creates of
 //! sequential nodes use Curator's protected names (`_c_<uuid>-`), so a create whose reply was
