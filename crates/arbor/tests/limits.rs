@@ -225,6 +225,28 @@ async fn connections_over_the_per_ip_limit_are_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_total_limit_are_closed() {
+    let server = Server::start_with(ServerOptions::default().set("connections_max", 2));
+    let (mut first, _) = RawConnection::new_session(server.socket_address(), 10_000).await;
+    let other_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let mut second = RawConnection::open_from(other_ip, server.socket_address()).await;
+    let request = ConnectRequest {
+        timeout_ms: 10_000,
+        password: Bytes::from_static(&[0; 16]),
+        read_only: Some(false),
+        ..ConnectRequest::default()
+    };
+    assert!(second.handshake(&request).await.is_some());
+    // The third, whatever its address, is closed without an answer.
+    let third_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+    let mut third = RawConnection::open_from(third_ip, server.socket_address()).await;
+    assert_eq!(third.handshake(&request).await, None);
+    logged(&server, "too many connections; closing").await;
+    first.call_ok(&exists_root()).await;
+    second.call_ok(&exists_root()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_close_the_connection_and_the_server_keeps_serving() {
     let mut server = Server::start();
     let (mut bystander, _) = RawConnection::new_session(server.socket_address(), 10_000).await;

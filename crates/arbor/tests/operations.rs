@@ -1448,3 +1448,54 @@ async fn multi_creates_containers_and_ttl_nodes() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_sees_its_own_earlier_operations() {
+    let server = Server::start();
+    let client = connect(&server.address()).await;
+    ok("create /r", client.create("/r", b"old", &persistent())).await;
+    ok("create /q", client.create("/q", b"", &persistent())).await;
+    let before = ok("exists /", client.check_stat("/")).await.expect("root");
+
+    // Delete and re-create the same node; create, check and delete another; an ephemeral.
+    let mut writer = client.new_multi_writer();
+    writer.add_delete("/r", Some(0)).expect("add");
+    writer.add_create("/r", b"new", &persistent()).expect("add");
+    writer.add_create("/t", b"", &persistent()).expect("add");
+    writer.add_check_version("/t", 0).expect("add");
+    writer.add_set_data("/t", b"t", Some(0)).expect("add");
+    writer.add_delete("/t", Some(1)).expect("add");
+    writer
+        .add_create("/q/e", b"", &mode(zk::CreateMode::Ephemeral))
+        .expect("add");
+    let results = ok("multi", writer.commit()).await;
+    assert_eq!(results.len(), 7, "{results:?}");
+    let zk::MultiWriteResult::Create {
+        stat: recreated, ..
+    } = &results[1]
+    else {
+        panic!("{results:?}");
+    };
+    let zk::MultiWriteResult::Create {
+        stat: ephemeral, ..
+    } = &results[6]
+    else {
+        panic!("{results:?}");
+    };
+    assert_eq!(
+        *recreated,
+        created(recreated.czxid, recreated.ctime, 3, 0),
+        "a new node, not the old one"
+    );
+    assert_eq!(ephemeral.ephemeral_owner, client.session_id().0);
+    assert_eq!(ephemeral.czxid, recreated.czxid);
+    let (value, stat) = ok("get /r", client.get_data("/r")).await;
+    assert_eq!((value.as_slice(), stat), (&b"new"[..], *recreated));
+    assert_eq!(ok("exists /t", client.check_stat("/t")).await, None);
+    // The root saw /r deleted and created, /t created and deleted: four child changes.
+    let root = ok("exists /", client.check_stat("/")).await.expect("root");
+    assert_eq!(
+        (root.cversion, root.num_children, root.pzxid),
+        (before.cversion + 4, before.num_children, recreated.czxid)
+    );
+}

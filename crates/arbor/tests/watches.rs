@@ -628,3 +628,67 @@ async fn events_fired_by_set_watches_carry_no_zxid() {
     assert_eq!(fired, event(EventType::NodeDataChanged, "/z"));
     assert_eq!(zxid, -1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_fires_each_watch_with_its_one_zxid_and_a_failed_multi_none() {
+    let server = Server::start();
+    let writer = connect(&server.address()).await;
+    for path in ["/a", "/b"] {
+        ok("create", writer.create(path, b"", &persistent())).await;
+    }
+    let (mut raw, _) = RawConnection::new_session(server.socket_address(), 10_000).await;
+    for path in ["/a", "/b"] {
+        raw.call_ok(&get_data(path, true)).await;
+    }
+    raw.call_ok(&Request::GetChildren(arbor_proto::GetChildrenRequest {
+        path: "/a".into(),
+        watch: true,
+    }))
+    .await;
+
+    // A failed multi changes nothing and fires nothing.
+    let mut failing = writer.new_multi_writer();
+    failing.add_set_data("/a", b"x", None).expect("add");
+    failing.add_check_version("/b", 7).expect("add");
+    let error = support::fails("failing multi", failing.commit()).await;
+    assert!(
+        matches!(
+            error,
+            zk::MultiWriteError::OperationFailed {
+                index: 1,
+                source: zk::Error::BadVersion
+            }
+        ),
+        "{error:?}"
+    );
+    assert_no_event(&mut raw).await;
+
+    let mut multi = writer.new_multi_writer();
+    multi.add_set_data("/a", b"1", None).expect("add");
+    multi.add_create("/a/c", b"", &persistent()).expect("add");
+    multi.add_delete("/b", None).expect("add");
+    let results = ok("multi", multi.commit()).await;
+    let zk::MultiWriteResult::SetData { stat } = &results[0] else {
+        panic!("{results:?}");
+    };
+    let zxid = stat.mzxid;
+    raw.call_ok(&Request::Exists(arbor_proto::ExistsRequest {
+        path: "/".into(),
+        watch: false,
+    }))
+    .await;
+    let mut fired: Vec<(i64, WatcherEvent)> = raw.events.drain(..).collect();
+    fired.sort_by(|a, b| {
+        a.1.path
+            .cmp(&b.1.path)
+            .then(a.1.event_type.cmp(&b.1.event_type))
+    });
+    assert_eq!(
+        fired,
+        [
+            (zxid, event(EventType::NodeDataChanged, "/a")),
+            (zxid, event(EventType::NodeChildrenChanged, "/a")),
+            (zxid, event(EventType::NodeDeleted, "/b")),
+        ]
+    );
+}
