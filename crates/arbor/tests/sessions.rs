@@ -202,8 +202,12 @@ async fn a_resumed_session_moves_to_the_new_connection() {
 
 /// Creates a session with ephemerals through `zookeeper-client`, stops the server with
 /// `stop`, restarts it, and checks the same session carries on with its ephemerals.
-async fn session_survives(stop: impl FnOnce(&mut Server)) {
-    let mut server = Server::start();
+async fn session_survives(options: ServerOptions, stop: impl FnOnce(&mut Server)) {
+    let snapshots = options
+        .toml
+        .iter()
+        .any(|(key, _)| key == "snapshot_every_entries");
+    let mut server = Server::start_with(options);
     let client = connect(&server.address()).await;
     let session = client.session_id();
     let mut state = client.state_watcher();
@@ -219,6 +223,15 @@ async fn session_survives(stop: impl FnOnce(&mut Server)) {
     )
     .await;
 
+    if snapshots {
+        // Enough writes for a snapshot that holds the session and its ephemerals; the kill
+        // comes once one is saved, so recovery starts from it.
+        for round in 0..10 {
+            let value = round.to_string();
+            ok("write", client.set_data("/svc", value.as_bytes(), None)).await;
+        }
+        support::eventually("a snapshot", || server.log().contains("snapshot saved")).await;
+    }
     stop(&mut server);
     wait_for_state(&mut state, zk::SessionState::Disconnected).await;
     server.restart();
@@ -248,12 +261,21 @@ async fn session_survives(stop: impl FnOnce(&mut Server)) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_a_graceful_restart() {
-    session_survives(|server| assert!(server.terminate().success(), "graceful stop")).await;
+    session_survives(ServerOptions::default(), |server| {
+        assert!(server.terminate().success(), "graceful stop")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_kill_9() {
-    session_survives(Server::kill).await;
+    session_survives(ServerOptions::default(), Server::kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_kill_9_recovered_from_a_snapshot() {
+    let options = ServerOptions::default().set("snapshot_every_entries", 5);
+    session_survives(options, Server::kill).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
