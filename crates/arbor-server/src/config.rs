@@ -57,6 +57,10 @@ pub struct ServerConfig {
     /// The basic time unit (ZooKeeper's `tickTime`): session timeouts are clamped to
     /// [2, 20] ticks unless the bounds below are set.
     pub tick_ms: u32,
+    /// Raft's clock: how often elections, heartbeats and leases advance (milliseconds).
+    pub raft_tick_ms: u32,
+    /// Raft ticks without a leader before a follower campaigns (randomised up to twice this).
+    pub election_timeout_ticks: u64,
     /// Lower bound of negotiated session timeouts (default 2 ticks).
     pub session_timeout_min_ms: Option<u32>,
     /// Upper bound of negotiated session timeouts (default 20 ticks).
@@ -97,6 +101,8 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("arbor-data"),
             server_id: 1,
             tick_ms: 2000,
+            raft_tick_ms: 50,
+            election_timeout_ticks: 10,
             session_timeout_min_ms: None,
             session_timeout_max_ms: None,
             connections_per_ip_max: 60,

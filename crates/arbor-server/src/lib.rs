@@ -16,6 +16,7 @@ mod admin;
 mod config;
 mod connection;
 mod core;
+mod envelope;
 mod outbound;
 mod reads;
 mod recovery;
@@ -91,20 +92,38 @@ impl Server {
                 dir: config.data_dir.clone(),
                 reason: error.to_string(),
             })??;
-        let listener = TcpListener::bind(config.client_address)
-            .await
-            .map_err(|source| ServerError::Bind {
-                address: config.client_address,
-                source,
-            })?;
+        let (inbox_tx, inbox_rx) = mpsc::channel(CORE_INBOX_MAX);
+        let (durability_tx, durability_rx) = mpsc::unbounded_channel();
+        let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel();
+        let core = Core::new(config.clone(), recovery, durability_tx, caught_up_tx);
+        let core = tokio::spawn(core.run(inbox_rx, durability_rx));
+        // Clients are let in only once the writes committed before a restart are applied
+        // again, so a resuming session finds itself and a reader sees every acknowledged write.
+        if caught_up_rx.await.is_err() {
+            let reason = match core.await {
+                Ok(Err(reason)) => reason,
+                Ok(Ok(())) => "the core stopped during recovery".to_owned(),
+                Err(error) => error.to_string(),
+            };
+            return Err(ServerError::Recovery {
+                dir: config.data_dir.clone(),
+                reason,
+            });
+        }
+        let listener = match TcpListener::bind(config.client_address).await {
+            Ok(listener) => listener,
+            Err(source) => {
+                core.abort();
+                return Err(ServerError::Bind {
+                    address: config.client_address,
+                    source,
+                });
+            }
+        };
         let local_address = listener.local_addr().map_err(|source| ServerError::Bind {
             address: config.client_address,
             source,
         })?;
-        let (inbox_tx, inbox_rx) = mpsc::channel(CORE_INBOX_MAX);
-        let (durability_tx, durability_rx) = mpsc::unbounded_channel();
-        let core = Core::new(config.clone(), recovery, durability_tx);
-        let core = tokio::spawn(core.run(inbox_rx, durability_rx));
         let stop = CancellationToken::new();
         let acceptor = tokio::spawn(accept_loop(
             listener,

@@ -1,9 +1,14 @@
-//! Start-up: open the WAL, load the newest snapshot, replay the log after it, and start a new
-//! term so every zxid this run assigns is above every zxid of earlier runs.
+//! Start-up: open the WAL, load the newest snapshot into the tree, and give Raft the durable
+//! log and hard state. Raft then re-delivers the committed entries after the snapshot, which
+//! the core applies before it accepts its first client.
 
-use arbor_log::{HardState, LogConfig, Wal, WriteBatch};
-use arbor_proto::Zxid;
-use arbor_tree::{DataTree, TreeConfig, Txn};
+use arbor_log::{LogConfig, Wal};
+use arbor_raft::{
+    ConfState, Config as RaftConfig, HardState, LogIndex, MemStorage, NodeId, RawNode, Snapshot,
+    SnapshotMetadata, Term,
+};
+use arbor_tree::{DataTree, TreeConfig};
+use bytes::Bytes;
 use tracing::info;
 
 use crate::ServerError;
@@ -32,58 +37,52 @@ pub(crate) fn recover(config: &ServerConfig) -> Result<Recovery, ServerError> {
     };
     let (wal, recovered) =
         Wal::open(LogConfig::new(dir.clone())).map_err(|e| fail(e.to_string()))?;
-    let (mut tree, mut last_index, mut last_term) = match recovered.snapshot {
+    let me = NodeId(u64::from(config.server_id));
+    // A brand-new standalone server is a cluster of one voter: itself.
+    let initial_conf = ConfState::with_voters([me]);
+    let mut storage = MemStorage::new_with_conf_state(initial_conf.clone());
+    let (tree, conf_state, applied_index) = match recovered.snapshot {
         Some((meta, data)) => {
+            let app = crate::envelope::decode_snapshot_app_meta(&meta.app_meta)
+                .map_err(|e| fail(format!("snapshot at index {}: {e}", meta.index)))?;
             let tree = DataTree::read_snapshot(&mut data.as_slice(), tree_config.clone())
                 .map_err(|e| fail(format!("snapshot at index {}: {e}", meta.index)))?;
-            (tree, meta.index, meta.term)
+            let snapshot = Snapshot {
+                metadata: SnapshotMetadata {
+                    index: LogIndex(meta.index),
+                    term: Term(meta.term),
+                    position: app.position,
+                    conf_state: app.conf_state.clone(),
+                },
+                data: Bytes::from(data),
+            };
+            storage
+                .apply_snapshot(snapshot)
+                .map_err(|e| fail(format!("snapshot at index {}: {e}", meta.index)))?;
+            (tree, app.conf_state, meta.index)
         }
-        None => (DataTree::new(tree_config.clone()), 0, 0),
+        None => (DataTree::new(tree_config.clone()), initial_conf, 0),
     };
-    let replayed = recovered.entries.len();
-    for entry in recovered.entries {
-        let txn = Txn::decode(&entry.data)
-            .map_err(|e| fail(format!("log entry {} does not decode: {e}", entry.index)))?;
-        let previous = tree.last_applied_zxid();
-        let epoch = entry.term as u32;
-        let counter = if previous.epoch() == epoch {
-            previous.counter().wrapping_add(1)
-        } else {
-            1
-        };
-        tree.apply(Zxid::from_parts(epoch, counter), &txn);
-        last_index = entry.index;
-        last_term = entry.term;
+    let mut entries = Vec::with_capacity(recovered.entries.len());
+    for entry in &recovered.entries {
+        let decoded = crate::envelope::decode_wal_entry(entry.index, entry.term, &entry.data)
+            .map_err(|e| fail(format!("log entry {}: {e}", entry.index)))?;
+        entries.push(decoded);
     }
-    // A new term for this run, durable before any write of it is acknowledged, as a Raft
-    // leader's term would be: zxids of this run sort after every earlier one.
-    let term = recovered.hard_state.term.max(last_term) + 1;
-    let hard_state = HardState {
-        term,
-        vote: Some(u64::from(config.server_id)),
-        commit: last_index,
-    };
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    wal.submit(
-        WriteBatch {
-            hard_state: Some(hard_state),
-            truncate_after: None,
-            entries: Vec::new(),
-        },
-        Box::new(move |result| {
-            let _ = done_tx.send(result.map_err(|e| e.to_string()));
-        }),
-    )
-    .map_err(|e| fail(format!("cannot persist the new term: {e}")))?;
-    done_rx
-        .recv()
-        .map_err(|_| fail("the WAL stopped before persisting the new term".into()))?
-        .map_err(|e| fail(format!("cannot persist the new term: {e}")))?;
+    storage.append(&entries);
+    let hard = recovered.hard_state;
+    storage.set_hard_state(HardState {
+        term: Term(hard.term),
+        vote: hard.vote.map(NodeId),
+        commit: LogIndex(hard.commit.max(applied_index)),
+    });
+    let raft_config = raft_config(config);
+    let raft = RawNode::new(&raft_config, storage).map_err(|e| fail(format!("raft: {e}")))?;
     info!(
-        term,
-        last_index,
-        replayed,
-        zxid = %tree.last_applied_zxid(),
+        term = hard.term,
+        commit = hard.commit,
+        snapshot_index = applied_index,
+        entries = entries.len(),
         nodes = tree.stats().node_count,
         sessions = tree.sessions().count(),
         "recovered"
@@ -92,8 +91,21 @@ pub(crate) fn recover(config: &ServerConfig) -> Result<Recovery, ServerError> {
         tree,
         tree_config,
         wal,
-        term,
-        last_index,
-        last_term,
+        raft,
+        conf_state,
+        applied_index,
+        commit_index: hard.commit.max(applied_index),
     })
+}
+
+/// The Raft settings of this server.
+fn raft_config(config: &ServerConfig) -> RaftConfig {
+    let mut raft = RaftConfig::new(NodeId(u64::from(config.server_id)));
+    raft.election_timeout_ticks = config.election_timeout_ticks;
+    raft.heartbeat_interval_ticks = 1;
+    raft.random_seed = rand::random();
+    // An entry holds one client request (at most one frame) plus its envelope and stamps.
+    raft.entry_bytes_max = u64::from(config.frame_size_bytes_max) + 64 * 1024;
+    raft.append_bytes_max = raft.entry_bytes_max.max(raft.append_bytes_max);
+    raft
 }

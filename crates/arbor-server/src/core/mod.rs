@@ -3,11 +3,12 @@
 //! per session, "an event reaches the client before the reply to any later request", and the
 //! atomicity of a read with the watch it sets all follow from running on one task.
 //!
-//! The path of a write: a client request becomes a [`Txn`] (stamped with the leader's wall clock
-//! and the connection's identities), gets the next log index and zxid, is appended to the WAL
-//! in a batch with every other write of this loop iteration (one fsync for all: group commit),
-//! and only once the WAL reports it durable is it applied by the tree and answered. Replication
-//! slots in between "durable" and "applied" without changing either end.
+//! The path of a write: a client request becomes a [`Txn`](arbor_tree::Txn) (stamped with the leader's wall clock
+//! and the connection's identities) and is proposed to Raft with an envelope naming this server
+//! and a request number. Raft's `Ready` hands back what to make durable: every entry proposed
+//! while the previous fsync ran goes into the next WAL batch (one fsync for all: group commit).
+//! Committed entries are applied by the tree on every replica; the server whose envelope an
+//! entry carries answers its client. A standalone server is a cluster of one voter.
 
 mod introspect;
 mod pipeline;
@@ -20,8 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arbor_log::Wal;
-use arbor_proto::{ConnectRequest, ConnectResponse, Id, Request, SessionId, Zxid};
-use arbor_tree::{DataTree, TreeConfig, Txn};
+use arbor_proto::{ConnectRequest, ConnectResponse, Id, Request, SessionId};
+use arbor_raft::{ConfState, MemStorage, RawNode, Ready};
+use arbor_tree::{Command, DataTree, TreeConfig};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -72,18 +74,17 @@ pub(crate) enum CoreMessage {
     Shutdown,
 }
 
-/// What the WAL writer thread tells the core.
+/// What the WAL writer thread and the snapshot thread tell the core.
 #[derive(Debug)]
 pub(crate) enum Durability {
-    /// The batch with this sequence number is durable (or the WAL failed).
-    Batch {
-        sequence: u64,
-        result: Result<(), String>,
-    },
-    /// A snapshot at this index was saved (or failed).
+    /// The Ready being persisted is durable (or the WAL failed).
+    Persisted { result: Result<(), String> },
+    /// A snapshot of the tree at `index` was saved (or failed); `data` is its bytes, kept for
+    /// followers that fall behind the compacted log.
     Snapshot {
         index: u64,
-        result: Result<(), String>,
+        conf_state: ConfState,
+        result: Result<bytes::Bytes, String>,
     },
 }
 
@@ -104,21 +105,9 @@ enum Waiter {
     Cleanup {
         path: String,
     },
-    Expiry,
-}
-
-#[derive(Debug)]
-struct Proposal {
-    index: u64,
-    zxid: Zxid,
-    txn: Txn,
-    waiter: Waiter,
-}
-
-#[derive(Debug)]
-struct Batch {
-    sequence: u64,
-    proposals: Vec<Proposal>,
+    Expiry {
+        session_id: SessionId,
+    },
 }
 
 /// A connection as the core sees it.
@@ -159,31 +148,47 @@ pub(crate) struct Core {
     sessions: HashMap<SessionId, SessionLiveness>,
     wal: Option<Wal>,
     durability_tx: mpsc::UnboundedSender<Durability>,
-    term: u64,
-    next_index: u64,
-    last_zxid_assigned: Zxid,
-    building: Vec<Proposal>,
-    in_flight: VecDeque<Batch>,
-    next_sequence: u64,
+    /// This server's Raft node id (also the top byte of the session ids it mints).
+    server_id: u64,
+    raft: RawNode<MemStorage>,
+    /// The Ready whose hard state, entries and snapshot the WAL is making durable; Raft hands
+    /// out the next one only after it (one Ready at a time).
+    persisting: Option<Ready>,
+    /// Proposals of this server not yet applied, by the request number in their envelope.
+    waiters: HashMap<u64, Waiter>,
+    next_request: u64,
+    /// Commands waiting for a leader to be known (bounded by `PARKED_MAX`).
+    parked: VecDeque<(Command, Waiter)>,
+    /// The membership as of `applied_index`.
+    conf_state: ConfState,
+    /// Invariant: applied_index <= commit <= last index (Raft §5.3).
+    applied_index: u64,
+    leader: Option<arbor_raft::NodeId>,
     cleanup_pending: BTreeSet<String>,
     next_cleanup: Instant,
     entries_since_snapshot: u64,
     snapshot_in_progress: bool,
-    last_applied_index: u64,
-    last_applied_term: u64,
     session_id_next: i64,
     pub(crate) stats: Stats,
     fatal: Option<String>,
+    /// Until the entries committed before a restart are applied again: the commit index to
+    /// reach and whom to tell (the server binds its client port only then).
+    startup: Option<(u64, oneshot::Sender<()>)>,
 }
+
+/// Commands that may wait for a leader before they are refused.
+const PARKED_MAX: usize = 10_000;
 
 /// The recovered state a core starts from.
 pub(crate) struct Recovery {
     pub tree: DataTree,
     pub tree_config: TreeConfig,
     pub wal: Wal,
-    pub term: u64,
-    pub last_index: u64,
-    pub last_term: u64,
+    pub raft: RawNode<MemStorage>,
+    pub conf_state: ConfState,
+    pub applied_index: u64,
+    /// The durable commit index: every acknowledged write is at or below it.
+    pub commit_index: u64,
 }
 
 fn wall_clock_ms() -> i64 {
@@ -197,52 +202,61 @@ impl Core {
         config: Arc<ServerConfig>,
         recovery: Recovery,
         durability_tx: mpsc::UnboundedSender<Durability>,
+        caught_up: oneshot::Sender<()>,
     ) -> Core {
         let now = Instant::now();
-        let mut sessions = HashMap::new();
-        for (session_id, session) in recovery.tree.sessions() {
-            // Every session recovered from disk gets a fresh timeout: the clients could not
-            // reach us while we were down, so that time must not count against them.
-            sessions.insert(
-                session_id,
-                SessionLiveness {
-                    timeout: Duration::from_millis(u64::from(session.timeout_ms().max(0) as u32)),
-                    last_heard: now,
-                    connection: None,
-                    closing: false,
-                },
-            );
-        }
         // ZooKeeper's session id: server id in the top byte, wall-clock milliseconds below
         // (SessionTrackerImpl.initializeNextSessionId), so ids stay unique across restarts.
         let session_id_next =
             ((wall_clock_ms() << 24) as u64 >> 8) as i64 | (i64::from(config.server_id) << 56);
-        let last_zxid = recovery.tree.last_applied_zxid();
         let container_interval = Duration::from_millis(config.container_check_interval_ms);
-        Core {
+        let mut core = Core {
             tree_config: recovery.tree_config,
             tree: recovery.tree,
             watches: WatchManager::new(),
             connections: HashMap::new(),
-            sessions,
+            sessions: HashMap::new(),
             wal: Some(recovery.wal),
             durability_tx,
-            term: recovery.term,
-            next_index: recovery.last_index + 1,
-            last_zxid_assigned: last_zxid,
-            building: Vec::new(),
-            in_flight: VecDeque::new(),
-            next_sequence: 0,
+            server_id: u64::from(config.server_id),
+            raft: recovery.raft,
+            persisting: None,
+            waiters: HashMap::new(),
+            // Request numbers of this run must not meet those of entries proposed before a
+            // restart (they are re-applied from the log): start somewhere random.
+            next_request: rand::random::<u64>() >> 1,
+            parked: VecDeque::new(),
+            conf_state: recovery.conf_state,
+            applied_index: recovery.applied_index,
+            leader: None,
             cleanup_pending: BTreeSet::new(),
             next_cleanup: now + container_interval,
             entries_since_snapshot: 0,
             snapshot_in_progress: false,
-            last_applied_index: recovery.last_index,
-            last_applied_term: recovery.last_term,
             session_id_next,
             stats: Stats::new(),
             fatal: None,
+            startup: Some((recovery.commit_index, caught_up)),
             config,
+        };
+        core.refresh_sessions();
+        // A lone voter need not wait for an election timeout to lead.
+        if core.conf_state.voters.len() == 1
+            && core.conf_state.is_voter(arbor_raft::NodeId(core.server_id))
+        {
+            core.raft.campaign();
+        }
+        core.check_caught_up();
+        core
+    }
+
+    /// Tells the server once every entry committed before the restart is applied again.
+    pub(super) fn check_caught_up(&mut self) {
+        if let Some((target, _)) = &self.startup
+            && self.applied_index >= *target
+            && let Some((_, tell)) = self.startup.take()
+        {
+            let _ = tell.send(());
         }
     }
 
@@ -252,7 +266,7 @@ impl Core {
         mut inbox: mpsc::Receiver<CoreMessage>,
         mut durability: mpsc::UnboundedReceiver<Durability>,
     ) -> Result<(), String> {
-        let tick = Duration::from_millis(u64::from(self.config.tick_ms / 2).clamp(10, 1000));
+        let tick = Duration::from_millis(u64::from(self.config.raft_tick_ms).clamp(1, 1000));
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -283,7 +297,7 @@ impl Core {
             if self.fatal.is_some() {
                 break;
             }
-            self.submit_batch();
+            self.drive_raft();
         }
         self.finish()
     }

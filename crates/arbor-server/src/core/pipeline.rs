@@ -1,10 +1,12 @@
-//! The write path: requests become proposals, batches go to the WAL, durable entries are
-//! applied and answered, and snapshots are taken off the core task.
+//! The write path: requests become Raft proposals; each Ready is made durable in one WAL batch
+//! (group commit), then its messages go out and its committed entries are applied and
+//! answered; snapshots are taken off the core task.
 
 use std::time::{Duration, Instant};
 
-use arbor_log::{Entry, SnapshotMeta, SubmitError, WriteBatch};
+use arbor_log::{Entry as WalEntry, HardState as WalHardState, SnapshotMeta, WriteBatch};
 use arbor_proto::{ConnectResponse, ErrorCode, Request, Response, SessionId, Zxid};
+use arbor_raft::{Entry, EntryKind, LogIndex, ProposeError, Ready, SoftState, Storage};
 use arbor_tree::{Command, Txn, WriteRequest};
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -122,107 +124,166 @@ impl Core {
         );
     }
 
-    /// Gives a command its log position and zxid and adds it to the batch being built.
+    /// Stamps a command and proposes it to Raft; `waiter` is answered when it is applied.
     pub(super) fn propose(&mut self, command: Command, waiter: Waiter) {
-        let index = self.next_index;
-        self.next_index += 1;
-        let epoch = self.term as u32;
-        let counter = if self.last_zxid_assigned.epoch() == epoch {
-            self.last_zxid_assigned.counter().wrapping_add(1)
-        } else {
-            1
-        };
-        let zxid = Zxid::from_parts(epoch, counter);
-        self.last_zxid_assigned = zxid;
+        if self.leader != Some(arbor_raft::NodeId(self.server_id)) {
+            if self.parked.len() >= PARKED_MAX {
+                self.fail_waiter(waiter, ErrorCode::ThrottledOp);
+            } else {
+                // No leader yet (start-up, an election): wait for one.
+                self.parked.push_back((command, waiter));
+            }
+            return;
+        }
+        let request = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1);
         let txn = Txn {
             time_ms: wall_clock_ms(),
             command,
         };
-        self.building.push(Proposal {
-            index,
-            zxid,
-            txn,
-            waiter,
-        });
-    }
-
-    /// Sends this iteration's proposals to the WAL as one batch.
-    pub(super) fn submit_batch(&mut self) {
-        if self.building.is_empty() {
-            return;
-        }
-        let Some(wal) = self.wal.as_ref() else { return };
-        let proposals = std::mem::take(&mut self.building);
-        let entries: Vec<Entry> = proposals
-            .iter()
-            .map(|p| Entry {
-                index: p.index,
-                term: self.term,
-                data: p.txn.encode().into(),
-            })
-            .collect();
-        let sequence = self.next_sequence;
-        self.next_sequence += 1;
-        let notify = self.durability_tx.clone();
-        let batch = WriteBatch {
-            hard_state: None,
-            truncate_after: None,
-            entries,
-        };
-        let submitted = wal.submit(
-            batch,
-            Box::new(move |result| {
-                let result = result.map_err(|error| error.to_string());
-                let _ = notify.send(Durability::Batch { sequence, result });
-            }),
-        );
-        match submitted {
-            Ok(()) => self.in_flight.push_back(Batch {
-                sequence,
-                proposals,
-            }),
-            Err(SubmitError::Full { .. }) => {
-                // Nothing after these proposals was submitted, so keeping them at the front of
-                // the next batch preserves the log order; retried on the next loop turn.
-                self.next_sequence -= 1;
-                let mut later = std::mem::take(&mut self.building);
-                self.building = proposals;
-                self.building.append(&mut later);
+        let payload = crate::envelope::encode(self.server_id, request, &txn);
+        match self.raft.propose(vec![payload]) {
+            Ok(_) => {
+                self.waiters.insert(request, waiter);
             }
             Err(error) => {
-                self.fatal = Some(format!("WAL refused a batch: {error}"));
+                let code = match error {
+                    ProposeError::Overloaded | ProposeError::TransferInProgress => {
+                        ErrorCode::ThrottledOp
+                    }
+                    ProposeError::EntryTooLarge { .. } => ErrorCode::BadArguments,
+                    _ => ErrorCode::ConnectionLoss,
+                };
+                warn!(%error, "proposal refused");
+                self.fail_waiter(waiter, code);
+            }
+        }
+    }
+
+    /// Answers a waiter whose proposal will never be applied.
+    pub(super) fn fail_waiter(&mut self, waiter: Waiter, code: ErrorCode) {
+        match waiter {
+            Waiter::Client {
+                connection,
+                xid,
+                received,
+                ..
+            } => {
+                if code == ErrorCode::ConnectionLoss {
+                    // A client learns of a lost request by losing its connection, as with
+                    // ZooKeeper; it reconnects and keeps its session.
+                    self.close_connection(connection, "request lost to a leader change");
+                } else {
+                    let zxid = self.tree.last_applied_zxid().0;
+                    self.reply(connection, xid, zxid, Err(code), received);
+                    self.write_done(connection);
+                }
+            }
+            Waiter::Connect {
+                connection, reply, ..
+            } => {
+                let _ = reply.send(ConnectOutcome::Close("session could not be created"));
+                self.drop_connection(connection);
+            }
+            Waiter::Cleanup { path } => {
+                self.cleanup_pending.remove(&path);
+            }
+            Waiter::Expiry { session_id } => {
+                if let Some(liveness) = self.sessions.get_mut(&session_id) {
+                    liveness.closing = false;
+                }
+            }
+        }
+    }
+
+    /// Takes the next Ready if none is being persisted, sends what may leave at once, and
+    /// hands its hard state, entries and snapshot to the WAL.
+    pub(super) fn drive_raft(&mut self) {
+        while self.persisting.is_none() && self.fatal.is_none() && self.raft.has_ready() {
+            let ready = self.raft.ready();
+            if let Some(soft_state) = ready.soft_state {
+                self.on_soft_state(soft_state);
+            }
+            // The leader may replicate before its own fsync completes (thesis §10.2.1).
+            self.send_raft_messages(&ready.messages);
+            if let Some(snapshot) = &ready.snapshot
+                && let Err(error) = self.install_snapshot(snapshot)
+            {
+                self.fatal = Some(error);
+                return;
+            }
+            let stored_last = self.raft.store().last_index().0;
+            let truncate_after = match (&ready.snapshot, ready.entries.first()) {
+                (Some(snapshot), _) => Some(snapshot.metadata.index.0),
+                (None, Some(first)) if first.index.0 <= stored_last => Some(first.index.0 - 1),
+                _ => None,
+            };
+            let batch = WriteBatch {
+                hard_state: ready.hard_state.map(|hard| WalHardState {
+                    term: hard.term.0,
+                    vote: hard.vote.map(|v| v.0),
+                    commit: hard.commit.0,
+                }),
+                truncate_after,
+                entries: ready.entries.iter().map(wal_entry).collect(),
+            };
+            if batch.is_empty() {
+                self.on_persisted(ready);
+                continue;
+            }
+            let Some(wal) = self.wal.as_ref() else {
+                return;
+            };
+            let notify = self.durability_tx.clone();
+            let submitted = wal.submit(
+                batch,
+                Box::new(move |result| {
+                    let result = result.map_err(|error| error.to_string());
+                    let _ = notify.send(Durability::Persisted { result });
+                }),
+            );
+            match submitted {
+                Ok(()) => self.persisting = Some(ready),
+                Err(error) => {
+                    // The queue cannot be full (one Ready at a time): this is a failed WAL.
+                    self.fatal = Some(format!("WAL refused a batch: {error}"));
+                }
             }
         }
     }
 
     pub(super) fn on_durability(&mut self, notice: Durability) {
         match notice {
-            Durability::Batch { sequence, result } => {
+            Durability::Persisted { result } => {
                 if let Err(error) = result {
                     error!(%error, "WAL write failed; stopping (no write is acknowledged unless durable)");
                     self.fatal = Some(format!("WAL write failed: {error}"));
                     return;
                 }
-                let Some(batch) = self.in_flight.pop_front() else {
-                    self.fatal = Some(format!("durability notice {sequence} for no batch"));
+                let Some(ready) = self.persisting.take() else {
+                    self.fatal = Some("durability notice with nothing being persisted".into());
                     return;
                 };
-                assert_eq!(
-                    batch.sequence, sequence,
-                    "WAL reported batches out of order"
-                );
                 self.stats.fsync_batches += 1;
-                for proposal in batch.proposals {
-                    self.apply(proposal);
-                }
-                self.maybe_snapshot();
+                self.on_persisted(ready);
             }
-            Durability::Snapshot { index, result } => {
+            Durability::Snapshot {
+                index,
+                conf_state,
+                result,
+            } => {
                 self.snapshot_in_progress = false;
                 match result {
-                    Ok(()) => {
-                        info!(index, "snapshot saved");
-                        if let Some(wal) = self.wal.as_ref()
+                    Ok(data) => {
+                        info!(index, bytes = data.len(), "snapshot saved");
+                        let created = self.raft.store_mut().create_snapshot(
+                            LogIndex(index),
+                            conf_state,
+                            data,
+                        );
+                        if let Err(error) = created {
+                            warn!(%error, index, "snapshot not usable for replication");
+                        } else if let Some(wal) = self.wal.as_ref()
                             && let Err(error) = wal.compact(index)
                         {
                             warn!(%error, index, "could not compact the WAL after a snapshot");
@@ -234,17 +295,161 @@ impl Core {
         }
     }
 
-    pub(super) fn apply(&mut self, proposal: Proposal) {
-        let Proposal {
+    /// A Ready is durable: record it in the Raft storage, let the acknowledgements go, apply.
+    fn on_persisted(&mut self, ready: Ready) {
+        {
+            let store = self.raft.store_mut();
+            if let Some(snapshot) = &ready.snapshot
+                && let Err(error) = store.apply_snapshot(snapshot.clone())
+            {
+                warn!(%error, "stale snapshot ignored");
+            }
+            store.append(&ready.entries);
+            if let Some(hard_state) = ready.hard_state {
+                store.set_hard_state(hard_state);
+            }
+        }
+        // Votes and append acknowledgements leave only now (thesis §3.8).
+        self.send_raft_messages(&ready.persisted_messages);
+        for entry in &ready.committed_entries {
+            self.apply_entry(entry);
+        }
+        self.raft.advance(ready);
+        self.check_caught_up();
+        self.maybe_snapshot();
+    }
+
+    /// Leadership changed hands (or became known).
+    fn on_soft_state(&mut self, soft_state: SoftState) {
+        let me = arbor_raft::NodeId(self.server_id);
+        let was_leader = self.leader == Some(me);
+        self.leader = soft_state.leader;
+        info!(leader = ?soft_state.leader, role = ?soft_state.role, "raft role changed");
+        if was_leader && self.leader != Some(me) {
+            // Proposals of the old term may be truncated: their clients find out by losing
+            // the connection, as ZooKeeper's clients do on a leader change.
+            let waiters: Vec<Waiter> = self.waiters.drain().map(|(_, w)| w).collect();
+            for waiter in waiters {
+                self.fail_waiter(waiter, ErrorCode::ConnectionLoss);
+            }
+        }
+        if self.leader == Some(me) && !was_leader {
+            // A new leader gives every session a full timeout before expiring it.
+            let now = Instant::now();
+            for liveness in self.sessions.values_mut() {
+                liveness.last_heard = now;
+            }
+        }
+        if self.leader.is_some() {
+            let parked: Vec<(Command, Waiter)> = self.parked.drain(..).collect();
+            for (command, waiter) in parked {
+                self.propose(command, waiter);
+            }
+        }
+    }
+
+    /// Messages to peers: none in a standalone server.
+    fn send_raft_messages(&mut self, messages: &[arbor_raft::Message]) {
+        if !messages.is_empty() {
+            warn!(
+                count = messages.len(),
+                "raft messages for peers, but this server has none"
+            );
+        }
+    }
+
+    /// A snapshot from the leader replaces the whole state (the WAL batch that follows resets
+    /// the log to start after it).
+    fn install_snapshot(&mut self, snapshot: &arbor_raft::Snapshot) -> Result<(), String> {
+        let index = snapshot.metadata.index.0;
+        let tree = DataTree::read_snapshot(&mut snapshot.data.as_ref(), self.tree_config.clone())
+            .map_err(|error| format!("snapshot at {index} from the leader: {error}"))?;
+        let Some(wal) = self.wal.as_ref() else {
+            return Err("WAL closed".into());
+        };
+        let meta = SnapshotMeta {
             index,
-            zxid,
-            txn,
-            waiter,
-        } = proposal;
-        let applied = self.tree.apply(zxid, &txn);
-        self.last_applied_index = index;
-        self.last_applied_term = self.term;
+            term: snapshot.metadata.term.0,
+            app_meta: crate::envelope::snapshot_app_meta(
+                snapshot.metadata.position,
+                &snapshot.metadata.conf_state,
+            ),
+        };
+        let data = snapshot.data.clone();
+        let store = wal.snapshots();
+        tokio::task::block_in_place(|| {
+            store.save(&meta, &mut |out: &mut dyn std::io::Write| {
+                out.write_all(&data)
+            })
+        })
+        .map_err(|error| format!("saving the leader's snapshot at {index}: {error}"))?;
+        self.tree = tree;
+        self.applied_index = index;
+        self.conf_state = snapshot.metadata.conf_state.clone();
+        self.refresh_sessions();
+        info!(index, "installed the leader's snapshot");
+        Ok(())
+    }
+
+    /// Applies one committed entry on this replica and answers its waiter if it is ours.
+    fn apply_entry(&mut self, entry: &Entry) {
+        if entry.index.0 <= self.applied_index {
+            return;
+        }
+        self.applied_index = entry.index.0;
         self.entries_since_snapshot += 1;
+        let Ok(zxid) = entry.zxid() else {
+            self.fatal = Some(format!("entry {} has no zxid", entry.index));
+            return;
+        };
+        let zxid = Zxid(zxid.0 as i64);
+        match entry.kind {
+            EntryKind::NoOp => {
+                let txn = Txn {
+                    time_ms: 0,
+                    command: Command::Noop,
+                };
+                self.tree.apply(zxid, &txn);
+            }
+            EntryKind::ConfChange => {
+                let change = crate::envelope::decode_conf_change(&entry.data);
+                match change.map(|change| change.apply_to(&self.conf_state)) {
+                    Ok(Ok(conf_state)) => self.conf_state = conf_state,
+                    Ok(Err(error)) => {
+                        warn!(%error, index = entry.index.0, "membership change not applicable");
+                    }
+                    Err(error) => {
+                        self.fatal = Some(format!("entry {}: {error}", entry.index));
+                        return;
+                    }
+                }
+                // The tree still sees the zxid so zxids stay gap-free to clients.
+                let txn = Txn {
+                    time_ms: 0,
+                    command: Command::Noop,
+                };
+                self.tree.apply(zxid, &txn);
+            }
+            EntryKind::Normal => {
+                let (origin, request, txn) = match crate::envelope::decode(&entry.data) {
+                    Ok(decoded) => decoded,
+                    Err(error) => {
+                        self.fatal = Some(format!("entry {}: {error}", entry.index));
+                        return;
+                    }
+                };
+                let waiter = if origin == self.server_id {
+                    self.waiters.remove(&request)
+                } else {
+                    None
+                };
+                self.apply_txn(zxid, &txn, waiter);
+            }
+        }
+    }
+
+    fn apply_txn(&mut self, zxid: Zxid, txn: &Txn, waiter: Option<Waiter>) {
+        let applied = self.tree.apply(zxid, txn);
         let mut notifications = Vec::new();
         for trigger in &applied.triggers {
             self.watches
@@ -252,7 +457,9 @@ impl Core {
         }
         self.deliver(zxid, notifications);
         match &txn.command {
-            Command::CloseSession { session_id } => self.session_closed(*session_id, &waiter),
+            Command::CloseSession { session_id } => {
+                self.session_closed(*session_id, waiter.as_ref())
+            }
             Command::CreateSession {
                 session_id,
                 timeout_ms,
@@ -268,32 +475,32 @@ impl Core {
                     },
                 );
             }
+            Command::DeleteExpiredTtl { path } | Command::DeleteEmptyContainer { path } => {
+                self.cleanup_pending.remove(path);
+            }
             _ => {}
         }
         match waiter {
-            Waiter::Client {
+            Some(Waiter::Client {
                 connection,
                 xid,
                 received,
                 close_after,
-            } => {
+            }) => {
                 self.reply(connection, xid, zxid.0, applied.result, received);
                 if close_after {
                     self.send(connection, Outbound::Close);
                 }
                 self.write_done(connection);
             }
-            Waiter::Connect {
+            Some(Waiter::Connect {
                 connection,
                 reply,
                 read_only,
-            } => {
+            }) => {
                 self.session_created(connection, &txn.command, applied.result, reply, read_only);
             }
-            Waiter::Cleanup { path } => {
-                self.cleanup_pending.remove(&path);
-            }
-            Waiter::Expiry => {}
+            Some(Waiter::Cleanup { .. }) | Some(Waiter::Expiry { .. }) | None => {}
         }
     }
 
@@ -342,13 +549,15 @@ impl Core {
 
     /// A session ended (closed by its client or expired): its connection goes too, unless the
     /// close came from that connection, which gets its reply first.
-    pub(super) fn session_closed(&mut self, session_id: SessionId, waiter: &Waiter) {
+    /// A session ended (closed by its client or expired): its connection goes too, unless the
+    /// close came from that connection, which gets its reply first.
+    pub(super) fn session_closed(&mut self, session_id: SessionId, waiter: Option<&Waiter>) {
         let Some(liveness) = self.sessions.remove(&session_id) else {
             return;
         };
         if let Some(connection) = liveness.connection {
             let closing_itself =
-                matches!(waiter, Waiter::Client { connection: c, .. } if *c == connection);
+                matches!(waiter, Some(Waiter::Client { connection: c, .. }) if *c == connection);
             if !closing_itself {
                 self.close_connection(connection, "session ended");
             }
@@ -380,27 +589,54 @@ impl Core {
         {
             return;
         }
-        let Some(wal) = self.wal.as_ref() else { return };
+        let Some(wal) = self.wal.as_ref() else {
+            return;
+        };
+        let index = self.applied_index;
+        let Ok(term) = self.raft.term_at(LogIndex(index)) else {
+            return;
+        };
+        let position = self.tree.last_applied_zxid().counter();
         self.snapshot_in_progress = true;
         self.entries_since_snapshot = 0;
         // A clone of persistent structures: cheap here, serialized on a blocking thread while
         // this task keeps applying.
         let tree = self.tree.clone();
         let store = wal.snapshots();
+        let conf_state = self.conf_state.clone();
         let meta = SnapshotMeta {
-            index: self.last_applied_index,
-            term: self.last_applied_term,
-            app_meta: Vec::new(),
+            index,
+            term: term.0,
+            app_meta: crate::envelope::snapshot_app_meta(position, &conf_state),
         };
         let notify = self.durability_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let index = meta.index;
-            let result = store
-                .save(&meta, &mut |out: &mut dyn std::io::Write| {
-                    tree.write_snapshot(out)
+            let mut data = Vec::new();
+            let result = tree
+                .write_snapshot(&mut data)
+                .map_err(|error| error.to_string())
+                .and_then(|()| {
+                    store
+                        .save(&meta, &mut |out: &mut dyn std::io::Write| {
+                            out.write_all(&data)
+                        })
+                        .map_err(|error| error.to_string())
                 })
-                .map_err(|error| error.to_string());
-            let _ = notify.send(Durability::Snapshot { index, result });
+                .map(|()| Bytes::from(data));
+            let _ = notify.send(Durability::Snapshot {
+                index,
+                conf_state,
+                result,
+            });
         });
+    }
+}
+
+/// A Raft entry as the WAL stores it: kind and zxid position ahead of the payload.
+fn wal_entry(entry: &Entry) -> WalEntry {
+    WalEntry {
+        index: entry.index.0,
+        term: entry.term.0,
+        data: crate::envelope::encode_wal_data(entry),
     }
 }

@@ -12,6 +12,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use std::collections::HashMap;
+
 use super::*;
 use crate::outbound::Outbound;
 use crate::watches::ConnectionId;
@@ -168,6 +170,12 @@ impl Core {
     }
 
     pub(super) fn on_tick(&mut self) {
+        self.raft.tick();
+        // Only the leader decides expiry and cleanups, through logged commands (ARCHITECTURE.md,
+        // Sessions): every replica then applies the same decision.
+        if self.leader != Some(arbor_raft::NodeId(self.server_id)) {
+            return;
+        }
         let now = Instant::now();
         let expired: Vec<SessionId> = self
             .sessions
@@ -181,12 +189,44 @@ impl Core {
                 liveness.closing = true;
             }
             self.stats.sessions_expired += 1;
-            self.propose(Command::CloseSession { session_id }, Waiter::Expiry);
+            self.propose(
+                Command::CloseSession { session_id },
+                Waiter::Expiry { session_id },
+            );
         }
         if now >= self.next_cleanup {
             self.next_cleanup =
                 now + Duration::from_millis(self.config.container_check_interval_ms);
             self.propose_cleanups();
+        }
+    }
+
+    /// Rebuilds session liveness from the session table (after recovery or a snapshot from the
+    /// leader). Every session gets a fresh timeout: its client could not reach us meanwhile.
+    pub(super) fn refresh_sessions(&mut self) {
+        let now = Instant::now();
+        let mut sessions = HashMap::new();
+        for (session_id, session) in self.tree.sessions() {
+            let previous = self.sessions.remove(&session_id);
+            sessions.insert(
+                session_id,
+                SessionLiveness {
+                    timeout: Duration::from_millis(u64::from(session.timeout_ms().max(0) as u32)),
+                    last_heard: now,
+                    connection: previous.and_then(|p| p.connection),
+                    closing: false,
+                },
+            );
+        }
+        // Sessions that no longer exist lose their connection.
+        let gone: Vec<ConnectionId> = self
+            .sessions
+            .values()
+            .filter_map(|s| s.connection)
+            .collect();
+        self.sessions = sessions;
+        for connection in gone {
+            self.close_connection(connection, "session ended");
         }
     }
 
