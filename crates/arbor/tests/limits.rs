@@ -8,11 +8,11 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr};
 
 use arbor_proto::{
-    ConnectRequest, ErrorCode, ExistsRequest, FRAME_SIZE_BYTES_MAX_DEFAULT, Jute, Request,
-    RequestHeader, SetDataRequest,
+    ErrorCode, ExistsRequest, FRAME_SIZE_BYTES_MAX_DEFAULT, Jute, Request, RequestHeader,
+    SetDataRequest,
 };
 use bytes::Bytes;
-use support::raw::{Message, RawConnection, data};
+use support::raw::{Message, RawConnection, data, new_session_request};
 use support::{Server, ServerOptions, connect, eventually, fails, ok, persistent};
 use zookeeper_client as zk;
 
@@ -164,14 +164,7 @@ async fn connections_over_the_per_ip_limit_are_closed() {
     }
     // The fourth from 127.0.0.1 is closed without an answer.
     let mut fourth = RawConnection::open(server.socket_address()).await;
-    let answer = fourth
-        .handshake(&ConnectRequest {
-            timeout_ms: 10_000,
-            password: Bytes::from_static(&[0; 16]),
-            read_only: Some(false),
-            ..ConnectRequest::default()
-        })
-        .await;
+    let answer = fourth.handshake(&new_session_request(10_000)).await;
     assert_eq!(
         answer, None,
         "a connection over the per-IP limit was served"
@@ -182,12 +175,7 @@ async fn connections_over_the_per_ip_limit_are_closed() {
     let other_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
     let mut other = RawConnection::open_from(other_ip, server.socket_address()).await;
     let answer = other
-        .handshake(&ConnectRequest {
-            timeout_ms: 10_000,
-            password: Bytes::from_static(&[0; 16]),
-            read_only: Some(false),
-            ..ConnectRequest::default()
-        })
+        .handshake(&new_session_request(10_000))
         .await
         .expect("127.0.0.2 is served");
     assert_ne!(answer.session_id, 0);
@@ -204,14 +192,7 @@ async fn connections_over_the_per_ip_limit_are_closed() {
     support::within("a freed connection slot", async {
         loop {
             let mut candidate = RawConnection::open(address).await;
-            let answer = candidate
-                .handshake(&ConnectRequest {
-                    timeout_ms: 10_000,
-                    password: Bytes::from_static(&[0; 16]),
-                    read_only: Some(false),
-                    ..ConnectRequest::default()
-                })
-                .await;
+            let answer = candidate.handshake(&new_session_request(10_000)).await;
             if answer.is_some() {
                 admitted = Some(candidate);
                 return;
@@ -230,12 +211,7 @@ async fn connections_over_the_total_limit_are_closed() {
     let (mut first, _) = RawConnection::new_session(server.socket_address(), 10_000).await;
     let other_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
     let mut second = RawConnection::open_from(other_ip, server.socket_address()).await;
-    let request = ConnectRequest {
-        timeout_ms: 10_000,
-        password: Bytes::from_static(&[0; 16]),
-        read_only: Some(false),
-        ..ConnectRequest::default()
-    };
+    let request = new_session_request(10_000);
     assert!(second.handshake(&request).await.is_some());
     // The third, whatever its address, is closed without an answer.
     let third_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));

@@ -15,7 +15,7 @@ use arbor_proto::{
     SetDataRequest, SyncRequest, XID_PING, perms,
 };
 use bytes::Bytes;
-use support::raw::{RawConnection, data};
+use support::raw::{RawConnection, data, resume_request};
 use support::{
     Server, ServerOptions, connect, connect_with, connector, digest_id, fails, mode, now_ms, ok,
     persistent, within,
@@ -1190,13 +1190,7 @@ async fn close_session_removes_ephemerals_and_ends_the_session() {
     // The closed session cannot be resumed.
     let mut again = RawConnection::open(server.socket_address()).await;
     let response = again
-        .handshake(&arbor_proto::ConnectRequest {
-            timeout_ms: 10_000,
-            session_id: session.session_id,
-            password: session.password.clone(),
-            read_only: Some(false),
-            ..Default::default()
-        })
+        .handshake(&resume_request(session.session_id, &session.password, 0))
         .await
         .expect("an answer");
     assert_eq!(

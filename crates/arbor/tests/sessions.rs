@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use arbor_proto::{ConnectRequest, CreateRequest, ExistsRequest, Jute, Request};
 use bytes::Bytes;
 use support::proxy::Proxy;
-use support::raw::{RawConnection, data};
+use support::raw::{RawConnection, data, new_session_request, resume_request};
 use support::{
     Server, ServerOptions, connect, connect_with, mode, ok, persistent, wait_for_state, within,
 };
@@ -23,17 +23,6 @@ use zookeeper_client as zk;
 /// A server whose tick is 100 ms: negotiated timeouts fall in [200 ms, 2 s].
 fn fast_ticking() -> ServerOptions {
     ServerOptions::default().set("tick_ms", 100)
-}
-
-fn resume(session_id: i64, password: &Bytes, last_zxid_seen: i64) -> ConnectRequest {
-    ConnectRequest {
-        protocol_version: 0,
-        last_zxid_seen,
-        timeout_ms: 1_000,
-        session_id,
-        password: password.clone(),
-        read_only: Some(false),
-    }
 }
 
 fn create_ephemeral(path: &str) -> Request {
@@ -142,7 +131,7 @@ async fn a_silent_connection_is_expired_and_closed_and_cannot_be_resumed() {
 
     let mut again = RawConnection::open(server.socket_address()).await;
     let answer = again
-        .handshake(&resume(session.session_id, &session.password, 0))
+        .handshake(&resume_request(session.session_id, &session.password, 0))
         .await
         .expect("an answer");
     // ZooKeeper's "session expired" answer: timeout 0, session 0, a zeroed password.
@@ -162,7 +151,7 @@ async fn a_bad_password_is_refused_and_the_session_lives_on() {
     wrong[0] ^= 0xff;
     let mut intruder = RawConnection::open(server.socket_address()).await;
     let answer = intruder
-        .handshake(&resume(session.session_id, &Bytes::from(wrong), 0))
+        .handshake(&resume_request(session.session_id, &Bytes::from(wrong), 0))
         .await
         .expect("an answer");
     assert_eq!((answer.timeout_ms, answer.session_id), (0, 0), "{answer:?}");
@@ -172,7 +161,7 @@ async fn a_bad_password_is_refused_and_the_session_lives_on() {
     // An unknown session id is refused the same way.
     let mut stranger = RawConnection::open(server.socket_address()).await;
     let answer = stranger
-        .handshake(&resume(0x0100_0000_dead_beef, &session.password, 0))
+        .handshake(&resume_request(0x0100_0000_dead_beef, &session.password, 0))
         .await
         .expect("an answer");
     assert_eq!((answer.timeout_ms, answer.session_id), (0, 0), "{answer:?}");
@@ -185,7 +174,7 @@ async fn a_resumed_session_moves_to_the_new_connection() {
     let zxid = first.call(&create_ephemeral("/held")).await.header.zxid;
     let mut second = RawConnection::open(server.socket_address()).await;
     let answer = second
-        .handshake(&resume(session.session_id, &session.password, zxid))
+        .handshake(&resume_request(session.session_id, &session.password, zxid))
         .await
         .expect("an answer");
     assert_eq!(
@@ -299,7 +288,11 @@ async fn recovered_sessions_get_a_fresh_timeout_and_still_expire() {
 
     let mut back = RawConnection::open(server.socket_address()).await;
     let answer = back
-        .handshake(&resume(session.session_id, &session.password, last_zxid))
+        .handshake(&resume_request(
+            session.session_id,
+            &session.password,
+            last_zxid,
+        ))
         .await
         .expect("an answer");
     assert_eq!(answer.session_id, session.session_id, "{answer:?}");
@@ -342,23 +335,24 @@ async fn a_client_that_has_seen_a_newer_zxid_is_refused() {
     let answer = fresh
         .handshake(&ConnectRequest {
             last_zxid_seen: ahead,
-            timeout_ms: 10_000,
-            password: Bytes::from_static(&[0; 16]),
-            read_only: Some(false),
-            ..ConnectRequest::default()
+            ..new_session_request(10_000)
         })
         .await;
     assert_eq!(answer, None, "a client ahead of the server got an answer");
     // Resuming an existing session from ahead: the same.
     let mut resumed = RawConnection::open(server.socket_address()).await;
     let answer = resumed
-        .handshake(&resume(session.session_id, &session.password, zxid + 1))
+        .handshake(&resume_request(
+            session.session_id,
+            &session.password,
+            zxid + 1,
+        ))
         .await;
     assert_eq!(answer, None);
     // The session itself is untouched and may resume from where it really is.
     let mut honest = RawConnection::open(server.socket_address()).await;
     let answer = honest
-        .handshake(&resume(session.session_id, &session.password, zxid))
+        .handshake(&resume_request(session.session_id, &session.password, zxid))
         .await
         .expect("an answer");
     assert_eq!(answer.session_id, session.session_id);

@@ -14,7 +14,7 @@ use arbor_proto::{
 };
 use bytes::Bytes;
 use support::proxy::Proxy;
-use support::raw::{Message, RawConnection, data};
+use support::raw::{Message, RawConnection, data, resume_request};
 use support::{
     Server, connect, connect_with, connector, digest_id, ok, persistent, wait_for_state, within,
 };
@@ -501,14 +501,11 @@ async fn set_watches2_restores_persistent_watches_on_a_resumed_session() {
 
     let mut resumed = RawConnection::open(server.socket_address()).await;
     let response = resumed
-        .handshake(&arbor_proto::ConnectRequest {
-            last_zxid_seen: last_seen,
-            timeout_ms: 10_000,
-            session_id: session.session_id,
-            password: session.password.clone(),
-            read_only: Some(false),
-            ..Default::default()
-        })
+        .handshake(&resume_request(
+            session.session_id,
+            &session.password,
+            last_seen,
+        ))
         .await
         .expect("an answer");
     assert_eq!(response.session_id, session.session_id);

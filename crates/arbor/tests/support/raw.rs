@@ -26,6 +26,28 @@ pub fn data<T: From<Bytes>>(bytes: impl Into<Bytes>) -> T {
     T::from(bytes.into())
 }
 
+/// The handshake of a new session asking for `timeout_ms`.
+pub fn new_session_request(timeout_ms: i32) -> ConnectRequest {
+    ConnectRequest {
+        timeout_ms,
+        password: Bytes::from_static(&[0; 16]),
+        read_only: Some(false),
+        ..ConnectRequest::default()
+    }
+}
+
+/// The handshake that resumes a session, from a client that has seen `last_zxid_seen`.
+pub fn resume_request(session_id: i64, password: &Bytes, last_zxid_seen: i64) -> ConnectRequest {
+    ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen,
+        timeout_ms: 10_000,
+        session_id,
+        password: password.clone(),
+        read_only: Some(false),
+    }
+}
+
 /// One message from the server after the handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -131,12 +153,7 @@ impl RawConnection {
     ) -> (RawConnection, ConnectResponse) {
         let mut connection = RawConnection::open(address).await;
         let response = connection
-            .handshake(&ConnectRequest {
-                timeout_ms,
-                password: Bytes::from_static(&[0; 16]),
-                read_only: Some(false),
-                ..ConnectRequest::default()
-            })
+            .handshake(&new_session_request(timeout_ms))
             .await
             .expect("the server answers a new session");
         assert_ne!(response.session_id, 0, "new session refused: {response:?}");
