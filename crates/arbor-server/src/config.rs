@@ -42,6 +42,34 @@ pub enum ConfigError {
     Unsupported(String),
 }
 
+/// Whether a member votes.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    /// A voter (ZooKeeper's participant).
+    #[default]
+    Participant,
+    /// A non-voting learner that serves reads and forwards writes (ZooKeeper's observer).
+    Observer,
+}
+
+/// One server of a cluster.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// The server id (ZooKeeper's `myid`), 1..=254: it is also the top byte of the session
+    /// ids the server mints.
+    pub id: u8,
+    /// Where the other servers reach it.
+    pub peer_address: SocketAddr,
+    /// Where its clients connect, if known (shown in `/zookeeper/config`).
+    #[serde(default)]
+    pub client_address: Option<SocketAddr>,
+    /// Voter or observer.
+    #[serde(default)]
+    pub role: MemberRole,
+}
+
 /// Everything a server needs to run. `ServerConfig::default()` is the newcomer's server:
 /// one node on 127.0.0.1:2181 with its data in `./arbor-data`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -89,6 +117,11 @@ pub struct ServerConfig {
     /// Whether TTL nodes may be created (ZooKeeper's `zookeeper.extendedTypesEnabled`;
     /// arbor enables them by default).
     pub ttl_nodes_enabled: bool,
+    /// The cluster's servers, this one included; empty for a standalone server.
+    pub members: Vec<Member>,
+    /// Names the cluster: peers of another cluster are refused, so two clusters never mix.
+    /// Derived from the member list when not set.
+    pub cluster_id: Option<u64>,
     /// Settings read from `-Dkey=value` or a zoo.cfg that arbor stores but does not act on,
     /// kept so `conf` and `envi` can show them.
     pub properties: BTreeMap<String, String>,
@@ -115,6 +148,8 @@ impl Default for ServerConfig {
             snapshot_every_entries: 100_000,
             container_check_interval_ms: 60_000,
             ttl_nodes_enabled: true,
+            members: Vec::new(),
+            cluster_id: None,
             properties: BTreeMap::new(),
         }
     }
@@ -130,6 +165,72 @@ impl ServerConfig {
             .session_timeout_max_ms
             .unwrap_or(self.tick_ms.saturating_mul(20));
         (min, max.max(min))
+    }
+
+    /// This server's own entry in the member list.
+    pub fn me(&self) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == self.server_id)
+    }
+
+    /// Whether this server is part of a cluster (more than one member).
+    pub fn is_clustered(&self) -> bool {
+        self.members.len() > 1
+    }
+
+    /// The cluster id: the configured one, or an FNV-1a hash of the sorted initial member
+    /// list, so every member of one configuration computes the same id.
+    pub fn effective_cluster_id(&self) -> u64 {
+        if let Some(id) = self.cluster_id {
+            return id;
+        }
+        let mut members: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.id, m.peer_address))
+            .collect();
+        members.sort();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in members.join(",").bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash
+    }
+
+    /// Checks the member list.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for duplicate or out-of-range ids, or a list that does not
+    /// name this server.
+    pub fn validate_members(&self) -> Result<(), ConfigError> {
+        if self.members.is_empty() {
+            return Ok(());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for member in &self.members {
+            if member.id == 0 || member.id == 255 || !seen.insert(member.id) {
+                return Err(ConfigError::Invalid {
+                    key: "members".into(),
+                    value: member.id.to_string(),
+                    reason: "member ids must be unique and within 1..=254",
+                });
+            }
+        }
+        if self.me().is_none() {
+            return Err(ConfigError::Invalid {
+                key: "server_id".into(),
+                value: self.server_id.to_string(),
+                reason: "this server's id is not in the member list",
+            });
+        }
+        if !self.members.iter().any(|m| m.role == MemberRole::Participant) {
+            return Err(ConfigError::Invalid {
+                key: "members".into(),
+                value: String::new(),
+                reason: "at least one member must be a participant",
+            });
+        }
+        Ok(())
     }
 
     /// Whether a four-letter word may be answered.
@@ -226,23 +327,40 @@ impl ServerConfig {
                 }
             }
         }
-        if servers.len() > 1 {
-            return Err(ConfigError::Unsupported(format!(
-                "{} lists {} servers; this arbor build runs standalone only (replication is \
-                 a later release)",
-                path.display(),
-                servers.len()
-            )));
-        }
-        if let Some((&id, _)) = servers.iter().next() {
-            // A one-server ensemble is standalone, as ZooKeeper's standaloneEnabled makes it.
+        if !servers.is_empty() {
             let myid_path = config.data_dir.join("myid");
-            if let Ok(text) = std::fs::read_to_string(&myid_path) {
-                let myid: u64 = parse("myid", text.trim())?;
-                if myid != id {
-                    warnings.push(format!("myid {myid} does not match server.{id}"));
+            let myid: Option<u8> = match std::fs::read_to_string(&myid_path) {
+                Ok(text) => Some(parse("myid", text.trim())?),
+                Err(_) => None,
+            };
+            match (myid, servers.len()) {
+                (Some(id), _) => config.server_id = id,
+                // A one-server ensemble is standalone, as ZooKeeper's standaloneEnabled makes it.
+                (None, 1) => {
+                    if let Some(&id) = servers.keys().next() {
+                        config.server_id = u8::try_from(id).map_err(|_| ConfigError::Invalid {
+                            key: format!("server.{id}"),
+                            value: id.to_string(),
+                            reason: "server ids must be within 1..=254",
+                        })?;
+                    }
+                }
+                (None, _) => {
+                    return Err(ConfigError::Invalid {
+                        key: "myid".into(),
+                        value: myid_path.display().to_string(),
+                        reason: "a zoo.cfg with several servers needs dataDir/myid",
+                    });
                 }
             }
+            for (id, value) in &servers {
+                config.members.push(parse_server_line(*id, value)?);
+            }
+            if config.members.len() == 1 {
+                // Standalone: the member list only named this server.
+                config.members.clear();
+            }
+            config.validate_members()?;
         }
         let port = client_port.ok_or_else(|| ConfigError::Invalid {
             key: "clientPort".into(),
@@ -287,6 +405,53 @@ impl ServerConfig {
         self.properties.insert(key.to_owned(), value.to_owned());
         Ok(None)
     }
+}
+
+/// `server.N=host:peerPort:electionPort[:participant|observer][;[clientHost:]clientPort]`.
+/// arbor's Raft uses the peer port; the election port has no use (Raft elects over the same
+/// link) and is ignored.
+fn parse_server_line(id: u64, value: &str) -> Result<Member, ConfigError> {
+    let key = format!("server.{id}");
+    let invalid = |reason: &'static str| ConfigError::Invalid {
+        key: key.clone(),
+        value: value.to_owned(),
+        reason,
+    };
+    let id = u8::try_from(id)
+        .ok()
+        .filter(|id| (1..=254).contains(id))
+        .ok_or_else(|| invalid("server ids must be within 1..=254"))?;
+    let (server, client) = match value.split_once(';') {
+        Some((server, client)) => (server.trim(), Some(client.trim())),
+        None => (value.trim(), None),
+    };
+    let parts: Vec<&str> = server.split(':').collect();
+    if parts.len() < 2 {
+        return Err(invalid("expected host:peerPort:electionPort[:role]"));
+    }
+    let host = resolve_host(&key, parts[0])?;
+    let peer_port: u16 = parts[1].parse().map_err(|_| invalid("bad peer port"))?;
+    let role = match parts.get(3).copied() {
+        None | Some("participant") => MemberRole::Participant,
+        Some("observer") => MemberRole::Observer,
+        Some(_) => return Err(invalid("role must be participant or observer")),
+    };
+    let client_address = match client {
+        None | Some("") => None,
+        Some(client) => Some(match client.rsplit_once(':') {
+            Some((client_host, port)) => SocketAddr::new(
+                resolve_host(&key, client_host)?,
+                port.parse().map_err(|_| invalid("bad client port"))?,
+            ),
+            None => SocketAddr::new(host, client.parse().map_err(|_| invalid("bad client port"))?),
+        }),
+    };
+    Ok(Member {
+        id,
+        peer_address: SocketAddr::new(host, peer_port),
+        client_address,
+        role,
+    })
 }
 
 fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
@@ -375,21 +540,51 @@ mod tests {
     }
 
     #[test]
-    fn zoo_cfg_with_one_server_line_is_standalone_and_many_is_refused() {
+    fn zoo_cfg_with_one_server_line_is_standalone() {
         let dir = tempfile::tempdir().unwrap();
-        let one = write(
-            dir.path(),
-            "one.cfg",
-            "clientPort=1\nserver.1=127.0.0.1:2888:3888\n",
+        let one = write(dir.path(), "one.cfg", "clientPort=1\nserver.1=127.0.0.1:2888:3888\n");
+        let (config, _) = ServerConfig::from_zoo_cfg(&one).unwrap();
+        assert!(!config.is_clustered());
+        assert_eq!(config.server_id, 1);
+    }
+
+    #[test]
+    fn zoo_cfg_servers_and_myid_make_a_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("myid"), "2\n").unwrap();
+        let cfg = format!(
+            "clientPort=2181\ndataDir={}\nserver.1=localhost:2888:3888:participant\n\
+             server.2=127.0.0.1:2889:3889\nserver.3=127.0.0.1:2890:3890:observer;127.0.0.1:2183\n",
+            dir.path().display()
         );
-        assert!(ServerConfig::from_zoo_cfg(&one).is_ok());
-        let three = write(
-            dir.path(),
-            "three.cfg",
-            "clientPort=1\nserver.1=a:1:2\nserver.2=b:1:2\nserver.3=c:1:2\n",
+        let path = write(dir.path(), "zoo.cfg", &cfg);
+        let (config, _) = ServerConfig::from_zoo_cfg(&path).unwrap();
+        assert_eq!(config.server_id, 2);
+        assert_eq!(config.members.len(), 3);
+        assert_eq!(config.members[0].peer_address.to_string(), "127.0.0.1:2888");
+        assert_eq!(config.members[2].role, MemberRole::Observer);
+        assert_eq!(config.members[2].client_address.unwrap().port(), 2183);
+        assert_eq!(config.me().unwrap().peer_address.port(), 2889);
+        let other = ServerConfig { server_id: 1, ..config.clone() };
+        assert_eq!(config.effective_cluster_id(), other.effective_cluster_id());
+    }
+
+    #[test]
+    fn cluster_without_myid_or_with_bad_lines_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = format!(
+            "clientPort=1\ndataDir={}\nserver.1=a:1:2\nserver.2=b:1:2\n",
+            dir.path().display()
         );
-        let error = ServerConfig::from_zoo_cfg(&three).unwrap_err();
-        assert!(matches!(error, ConfigError::Unsupported(_)), "{error}");
+        let path = write(dir.path(), "nomyid.cfg", &cfg);
+        assert!(ServerConfig::from_zoo_cfg(&path).is_err());
+        std::fs::write(dir.path().join("myid"), "1").unwrap();
+        let bad = format!(
+            "clientPort=1\ndataDir={}\nserver.1=127.0.0.1:x:2\nserver.2=127.0.0.1:1:2\n",
+            dir.path().display()
+        );
+        let path = write(dir.path(), "bad.cfg", &bad);
+        assert!(ServerConfig::from_zoo_cfg(&path).is_err());
     }
 
     #[test]

@@ -37,9 +37,7 @@ pub(crate) fn recover(config: &ServerConfig) -> Result<Recovery, ServerError> {
     };
     let (wal, recovered) =
         Wal::open(LogConfig::new(dir.clone())).map_err(|e| fail(e.to_string()))?;
-    let me = NodeId(u64::from(config.server_id));
-    // A brand-new standalone server is a cluster of one voter: itself.
-    let initial_conf = ConfState::with_voters([me]);
+    let initial_conf = initial_conf_state(config);
     let mut storage = MemStorage::new_with_conf_state(initial_conf.clone());
     let (tree, conf_state, applied_index) = match recovered.snapshot {
         Some((meta, data)) => {
@@ -96,6 +94,23 @@ pub(crate) fn recover(config: &ServerConfig) -> Result<Recovery, ServerError> {
         applied_index,
         commit_index: hard.commit.max(applied_index),
     })
+}
+
+/// The membership a brand-new server starts from: the configured members, or, standalone, a
+/// cluster of one voter (itself). A server with data takes it from its snapshot and log.
+pub(crate) fn initial_conf_state(config: &ServerConfig) -> ConfState {
+    if config.members.is_empty() {
+        return ConfState::with_voters([NodeId(u64::from(config.server_id))]);
+    }
+    let mut conf = ConfState::default();
+    for member in &config.members {
+        let id = NodeId(u64::from(member.id));
+        match member.role {
+            crate::config::MemberRole::Participant => conf.voters.insert(id),
+            crate::config::MemberRole::Observer => conf.learners.insert(id),
+        };
+    }
+    conf
 }
 
 /// The Raft settings of this server.
