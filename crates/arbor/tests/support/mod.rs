@@ -117,11 +117,6 @@ pub fn digest_id(user: &str, password: &str) -> String {
     )
 }
 
-/// Waits for the next state change of a client's session.
-pub async fn next_state(watcher: &mut zk::StateWatcher) -> zk::SessionState {
-    within("a session state change", watcher.changed()).await
-}
-
 /// Waits until a client's session reaches `state`, whatever it passes through on the way.
 pub async fn wait_for_state(watcher: &mut zk::StateWatcher, state: zk::SessionState) {
     within(&format!("session state {state}"), async {

@@ -4,7 +4,6 @@
 //! the client's reconnection.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -13,7 +12,6 @@ use tokio::task::JoinHandle;
 /// A running proxy; dropping it stops it and every connection through it.
 pub struct Proxy {
     address: SocketAddr,
-    upstream: Arc<Mutex<SocketAddr>>,
     open: watch::Sender<bool>,
     acceptor: JoinHandle<()>,
 }
@@ -25,12 +23,10 @@ impl Proxy {
             .await
             .expect("bind the proxy");
         let address = listener.local_addr().expect("the proxy's address");
-        let upstream = Arc::new(Mutex::new(upstream));
         let (open, is_open) = watch::channel(true);
-        let acceptor = tokio::spawn(accept_loop(listener, upstream.clone(), is_open));
+        let acceptor = tokio::spawn(accept_loop(listener, upstream, is_open));
         Proxy {
             address,
-            upstream,
             open,
             acceptor,
         }
@@ -50,13 +46,6 @@ impl Proxy {
     pub fn unblock(&self) {
         self.open.send_replace(true);
     }
-
-    /// Points the proxy at another server address (for connections made from now on).
-    pub fn set_upstream(&self, upstream: SocketAddr) {
-        if let Ok(mut current) = self.upstream.lock() {
-            *current = upstream;
-        }
-    }
 }
 
 impl Drop for Proxy {
@@ -66,11 +55,7 @@ impl Drop for Proxy {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    upstream: Arc<Mutex<SocketAddr>>,
-    is_open: watch::Receiver<bool>,
-) {
+async fn accept_loop(listener: TcpListener, upstream: SocketAddr, is_open: watch::Receiver<bool>) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
@@ -79,12 +64,9 @@ async fn accept_loop(
             drop(client);
             continue;
         }
-        let Ok(target) = upstream.lock().map(|address| *address) else {
-            return;
-        };
         let mut is_open = is_open.clone();
         tokio::spawn(async move {
-            let Ok(server) = TcpStream::connect(target).await else {
+            let Ok(server) = TcpStream::connect(upstream).await else {
                 return;
             };
             let _ = client.set_nodelay(true);

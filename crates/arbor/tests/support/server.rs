@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -89,7 +89,7 @@ impl Server {
     }
 
     /// The data directory (kept across restarts).
-    pub fn data_dir(&self) -> PathBuf {
+    fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
@@ -221,11 +221,6 @@ impl Server {
             }
         }
         text
-    }
-
-    /// The temporary directory holding the data, the config and the logs.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
