@@ -223,7 +223,11 @@ impl ServerConfig {
                 reason: "this server's id is not in the member list",
             });
         }
-        if !self.members.iter().any(|m| m.role == MemberRole::Participant) {
+        if !self
+            .members
+            .iter()
+            .any(|m| m.role == MemberRole::Participant)
+        {
             return Err(ConfigError::Invalid {
                 key: "members".into(),
                 value: String::new(),
@@ -443,7 +447,10 @@ fn parse_server_line(id: u64, value: &str) -> Result<Member, ConfigError> {
                 resolve_host(&key, client_host)?,
                 port.parse().map_err(|_| invalid("bad client port"))?,
             ),
-            None => SocketAddr::new(host, client.parse().map_err(|_| invalid("bad client port"))?),
+            None => SocketAddr::new(
+                host,
+                client.parse().map_err(|_| invalid("bad client port"))?,
+            ),
         }),
     };
     Ok(Member {
@@ -542,7 +549,11 @@ mod tests {
     #[test]
     fn zoo_cfg_with_one_server_line_is_standalone() {
         let dir = tempfile::tempdir().unwrap();
-        let one = write(dir.path(), "one.cfg", "clientPort=1\nserver.1=127.0.0.1:2888:3888\n");
+        let one = write(
+            dir.path(),
+            "one.cfg",
+            "clientPort=1\nserver.1=127.0.0.1:2888:3888\n",
+        );
         let (config, _) = ServerConfig::from_zoo_cfg(&one).unwrap();
         assert!(!config.is_clustered());
         assert_eq!(config.server_id, 1);
@@ -565,7 +576,10 @@ mod tests {
         assert_eq!(config.members[2].role, MemberRole::Observer);
         assert_eq!(config.members[2].client_address.unwrap().port(), 2183);
         assert_eq!(config.me().unwrap().peer_address.port(), 2889);
-        let other = ServerConfig { server_id: 1, ..config.clone() };
+        let other = ServerConfig {
+            server_id: 1,
+            ..config.clone()
+        };
         assert_eq!(config.effective_cluster_id(), other.effective_cluster_id());
     }
 

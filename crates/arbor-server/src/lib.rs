@@ -72,6 +72,8 @@ pub enum ServerError {
 /// A running server.
 pub struct Server {
     local_address: SocketAddr,
+    /// Keeps the core's peer inbox open (nothing sends on it without a cluster transport).
+    _peer_inbox: mpsc::Sender<(u64, bytes::Bytes)>,
     stop: CancellationToken,
     core: JoinHandle<Result<(), String>>,
     acceptor: JoinHandle<()>,
@@ -95,8 +97,10 @@ impl Server {
         let (inbox_tx, inbox_rx) = mpsc::channel(CORE_INBOX_MAX);
         let (durability_tx, durability_rx) = mpsc::unbounded_channel();
         let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel();
-        let core = Core::new(config.clone(), recovery, durability_tx, caught_up_tx);
-        let core = tokio::spawn(core.run(inbox_rx, durability_rx));
+        // Peers arrive with the cluster transport; a standalone server has none.
+        let (peer_tx, peer_rx) = mpsc::channel(1);
+        let core = Core::new(config.clone(), recovery, durability_tx, caught_up_tx, None);
+        let core = tokio::spawn(core.run(inbox_rx, durability_rx, peer_rx));
         // Clients are let in only once the writes committed before a restart are applied
         // again, so a resuming session finds itself and a reader sees every acknowledged write.
         if caught_up_rx.await.is_err() {
@@ -133,6 +137,7 @@ impl Server {
         ));
         info!(address = %local_address, data_dir = %config.data_dir.display(), "serving");
         Ok(Server {
+            _peer_inbox: peer_tx,
             local_address,
             stop,
             core,
@@ -183,6 +188,7 @@ impl Server {
         }
         info!("shutting down");
         Server {
+            _peer_inbox: self._peer_inbox,
             local_address: self.local_address,
             stop: self.stop,
             core,

@@ -9,6 +9,7 @@ pub(crate) struct Stats {
     pub packets_sent: u64,
     pub sessions_expired: u64,
     pub fsync_batches: u64,
+    pub peer_messages_dropped: u64,
     latency_count: u64,
     latency_sum_us: u64,
     latency_min_us: u64,

@@ -10,6 +10,7 @@
 //! Committed entries are applied by the tree on every replica; the server whose envelope an
 //! entry carries answers its client. A standalone server is a cluster of one voter.
 
+mod cluster;
 mod introspect;
 mod pipeline;
 mod replies;
@@ -156,6 +157,16 @@ pub(crate) struct Core {
     persisting: Option<Ready>,
     /// Proposals of this server not yet applied, by the request number in their envelope.
     waiters: HashMap<u64, Waiter>,
+    /// Waiters whose command was forwarded to a leader, with the time to give up on it.
+    forwarded: HashMap<u64, Instant>,
+    /// `sync` requests waiting on ReadIndex, by request number.
+    pending_reads: HashMap<u64, cluster::PendingRead>,
+    /// Sends to peers; none for a standalone server.
+    peer_send: Option<cluster::PeerSend>,
+    /// Sessions heard from since the last touch report to the leader.
+    touched: cluster::Touched,
+    /// Raft ticks since start.
+    ticks: u64,
     next_request: u64,
     /// Commands waiting for a leader to be known (bounded by `PARKED_MAX`).
     parked: VecDeque<(Command, Waiter)>,
@@ -203,6 +214,7 @@ impl Core {
         recovery: Recovery,
         durability_tx: mpsc::UnboundedSender<Durability>,
         caught_up: oneshot::Sender<()>,
+        peer_send: Option<cluster::PeerSend>,
     ) -> Core {
         let now = Instant::now();
         // ZooKeeper's session id: server id in the top byte, wall-clock milliseconds below
@@ -222,6 +234,11 @@ impl Core {
             raft: recovery.raft,
             persisting: None,
             waiters: HashMap::new(),
+            forwarded: HashMap::new(),
+            pending_reads: HashMap::new(),
+            peer_send,
+            touched: Default::default(),
+            ticks: 0,
             // Request numbers of this run must not meet those of entries proposed before a
             // restart (they are re-applied from the log): start somewhere random.
             next_request: rand::random::<u64>() >> 1,
@@ -265,6 +282,7 @@ impl Core {
         mut self,
         mut inbox: mpsc::Receiver<CoreMessage>,
         mut durability: mpsc::UnboundedReceiver<Durability>,
+        mut peer_inbox: mpsc::Receiver<(u64, bytes::Bytes)>,
     ) -> Result<(), String> {
         let tick = Duration::from_millis(u64::from(self.config.raft_tick_ms).clamp(1, 1000));
         let mut ticker = tokio::time::interval(tick);
@@ -273,6 +291,19 @@ impl Core {
             tokio::select! {
                 biased;
                 Some(notice) = durability.recv() => self.on_durability(notice),
+                Some((from, payload)) = peer_inbox.recv() => {
+                    self.on_peer_message(from, &payload);
+                    let mut drained = 0;
+                    while drained < 1024 {
+                        match peer_inbox.try_recv() {
+                            Ok((from, payload)) => {
+                                drained += 1;
+                                self.on_peer_message(from, &payload);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
                 message = inbox.recv() => {
                     let Some(message) = message else { break };
                     if !self.on_message(message) {

@@ -62,6 +62,10 @@ impl Core {
             Request::SetAcl(r) => WriteRequest::SetAcl(r),
             Request::Check(r) => WriteRequest::Check(r),
             Request::Multi(r) => WriteRequest::Multi(r.ops),
+            Request::Sync(r) => {
+                self.start_sync(connection, xid, r.path, received);
+                return;
+            }
             Request::CloseSession => {
                 if let Some(liveness) = self.sessions.get_mut(&session_id) {
                     liveness.closing = true;
@@ -124,9 +128,10 @@ impl Core {
         );
     }
 
-    /// Stamps a command and proposes it to Raft; `waiter` is answered when it is applied.
+    /// Proposes a command (forwarding it when another server leads); `waiter` is answered when
+    /// it is applied.
     pub(super) fn propose(&mut self, command: Command, waiter: Waiter) {
-        if self.leader != Some(arbor_raft::NodeId(self.server_id)) {
+        let Some(leader) = self.leader else {
             if self.parked.len() >= PARKED_MAX {
                 self.fail_waiter(waiter, ErrorCode::ThrottledOp);
             } else {
@@ -134,30 +139,78 @@ impl Core {
                 self.parked.push_back((command, waiter));
             }
             return;
-        }
+        };
         let request = self.next_request;
         self.next_request = self.next_request.wrapping_add(1);
+        if leader.0 == self.server_id {
+            match self.propose_envelope(self.server_id, request, command) {
+                Ok(()) => {
+                    self.waiters.insert(request, waiter);
+                }
+                Err(code) => self.fail_waiter(waiter, code),
+            }
+            return;
+        }
+        self.waiters.insert(request, waiter);
+        let deadline = Instant::now() + self.forward_timeout();
+        self.forwarded.insert(request, deadline);
+        self.send_peer(
+            leader.0,
+            &cluster::PeerMessage::Forward { request, command },
+        );
+    }
+
+    /// How long a forwarded command may go unanswered before its client is disconnected.
+    fn forward_timeout(&self) -> Duration {
+        let election = u64::from(self.config.raft_tick_ms) * self.config.election_timeout_ticks;
+        Duration::from_millis((election * 4).max(5_000))
+    }
+
+    /// Gives up on forwarded commands nobody answered (a message lost with a leader).
+    pub(super) fn expire_forwarded(&mut self) {
+        if self.forwarded.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(&request, _)| request)
+            .collect();
+        for request in expired {
+            self.forwarded.remove(&request);
+            if let Some(waiter) = self.waiters.remove(&request) {
+                self.fail_waiter(waiter, ErrorCode::ConnectionLoss);
+            }
+        }
+    }
+
+    /// Stamps a command (this server leads) and proposes it with its envelope.
+    pub(super) fn propose_envelope(
+        &mut self,
+        origin: u64,
+        request: u64,
+        command: Command,
+    ) -> Result<(), ErrorCode> {
         let txn = Txn {
             time_ms: wall_clock_ms(),
             command,
         };
-        let payload = crate::envelope::encode(self.server_id, request, &txn);
-        match self.raft.propose(vec![payload]) {
-            Ok(_) => {
-                self.waiters.insert(request, waiter);
-            }
-            Err(error) => {
-                let code = match error {
+        let payload = crate::envelope::encode(origin, request, &txn);
+        self.raft
+            .propose(vec![payload])
+            .map(|_| ())
+            .map_err(|error| {
+                warn!(%error, "proposal refused");
+                match error {
                     ProposeError::Overloaded | ProposeError::TransferInProgress => {
                         ErrorCode::ThrottledOp
                     }
                     ProposeError::EntryTooLarge { .. } => ErrorCode::BadArguments,
                     _ => ErrorCode::ConnectionLoss,
-                };
-                warn!(%error, "proposal refused");
-                self.fail_waiter(waiter, code);
-            }
-        }
+                }
+            })
     }
 
     /// Answers a waiter whose proposal will never be applied.
@@ -314,6 +367,7 @@ impl Core {
         for entry in &ready.committed_entries {
             self.apply_entry(entry);
         }
+        self.on_read_states(&ready.read_states);
         self.raft.advance(ready);
         self.check_caught_up();
         self.maybe_snapshot();
@@ -325,6 +379,15 @@ impl Core {
         let was_leader = self.leader == Some(me);
         self.leader = soft_state.leader;
         info!(leader = ?soft_state.leader, role = ?soft_state.role, "raft role changed");
+        if !was_leader && !self.forwarded.is_empty() {
+            // Commands forwarded to the old leader may be lost with it.
+            let forwarded: Vec<u64> = self.forwarded.drain().map(|(r, _)| r).collect();
+            for request in forwarded {
+                if let Some(waiter) = self.waiters.remove(&request) {
+                    self.fail_waiter(waiter, ErrorCode::ConnectionLoss);
+                }
+            }
+        }
         if was_leader && self.leader != Some(me) {
             // Proposals of the old term may be truncated: their clients find out by losing
             // the connection, as ZooKeeper's clients do on a leader change.
@@ -345,16 +408,7 @@ impl Core {
             for (command, waiter) in parked {
                 self.propose(command, waiter);
             }
-        }
-    }
-
-    /// Messages to peers: none in a standalone server.
-    fn send_raft_messages(&mut self, messages: &[arbor_raft::Message]) {
-        if !messages.is_empty() {
-            warn!(
-                count = messages.len(),
-                "raft messages for peers, but this server has none"
-            );
+            self.retry_reads();
         }
     }
 
@@ -439,6 +493,7 @@ impl Core {
                     }
                 };
                 let waiter = if origin == self.server_id {
+                    self.forwarded.remove(&request);
                     self.waiters.remove(&request)
                 } else {
                     None

@@ -166,11 +166,18 @@ impl Core {
             && liveness.connection == Some(connection)
         {
             liveness.last_heard = Instant::now();
+            self.touched.insert(session_id);
         }
     }
 
     pub(super) fn on_tick(&mut self) {
         self.raft.tick();
+        self.ticks += 1;
+        self.report_touches();
+        if self.ticks % self.config.election_timeout_ticks.max(1) == 0 {
+            self.retry_reads();
+        }
+        self.expire_forwarded();
         // Only the leader decides expiry and cleanups, through logged commands (ARCHITECTURE.md,
         // Sessions): every replica then applies the same decision.
         if self.leader != Some(arbor_raft::NodeId(self.server_id)) {
