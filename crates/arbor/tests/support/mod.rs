@@ -100,6 +100,24 @@ pub fn mode(mode: zk::CreateMode) -> zk::CreateOptions<'static> {
     mode.with_acls(zk::Acls::anyone_all())
 }
 
+/// The stat of a node just created at `zxid` at `time` (`DataTree.createStat`; containers and
+/// TTL nodes show owner 0, `DataNode.getClientEphemeralOwner`).
+pub fn created(zxid: i64, time: i64, data_length: i32, owner: i64) -> zk::Stat {
+    zk::Stat {
+        czxid: zxid,
+        mzxid: zxid,
+        pzxid: zxid,
+        ctime: time,
+        mtime: time,
+        version: 0,
+        cversion: 0,
+        aversion: 0,
+        ephemeral_owner: owner,
+        data_length,
+        num_children: 0,
+    }
+}
+
 /// Milliseconds since the epoch on this machine's clock (the server's clock too).
 pub fn now_ms() -> i64 {
     SystemTime::now()
