@@ -41,6 +41,49 @@ impl ContentionStats {
     }
 }
 
+/// Deletes, and removes from `children`, every node other than `ours` that carries our
+/// protected prefix: it is ours too, the create of a reply lost to a connection drop, applied
+/// after we looked for it and created again. Left alone it would hold a place in the queue
+/// (possibly before ours) until the session ends.
+pub(crate) async fn remove_duplicates(
+    client: &zk::Client,
+    base_path: &str,
+    ours: &str,
+    children: &mut Vec<String>,
+) -> Result<()> {
+    let Some(prefix) = nodes::protected_prefix(ours) else {
+        return Ok(());
+    };
+    let mut duplicates = Vec::new();
+    children.retain(|child| {
+        let duplicate = child != ours && child.starts_with(prefix);
+        if duplicate {
+            duplicates.push(nodes::join(base_path, child));
+        }
+        !duplicate
+    });
+    for duplicate in duplicates {
+        tracing::info!(%duplicate, "deleting the duplicate of a create whose reply was lost");
+        nodes::delete_quietly(client, &duplicate).await?;
+    }
+    Ok(())
+}
+
+/// After a release: deletes any node left with our protected prefix (a duplicate that was
+/// applied after our last look). Only needed when the create saw a connection loss.
+pub(crate) async fn sweep_duplicates(
+    client: &zk::Client,
+    base_path: &str,
+    ours: &str,
+) -> Result<()> {
+    let mut children = match nodes::retry(|| client.list_children(base_path)).await {
+        Ok(children) => children,
+        Err(zk::Error::NoNode) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    remove_duplicates(client, base_path, ours, &mut children).await
+}
+
 /// The standard predicate (Curator `StandardLockInternalsDriver.getsTheLock`): our turn when
 /// fewer than `leases_max` nodes are before us; otherwise watch the node `leases_max` places
 /// before ours.
@@ -70,6 +113,7 @@ pub(crate) async fn wait_for_turn(
             Err(zk::Error::NoNode) => Vec::new(),
             Err(error) => return Err(error.into()),
         };
+        remove_duplicates(client, base_path, ours, &mut children).await?;
         nodes::sort_by_sequence(&mut children, lock_names);
         let watch_path = match predicate(&children, ours) {
             Turn::Ours => return Ok(true),

@@ -248,6 +248,7 @@ async fn contend(
             Err(zk::Error::NoNode) => Vec::new(),
             Err(error) => return Err(error.into()),
         };
+        crate::contend::remove_duplicates(client, latch_path, &name, &mut children).await?;
         nodes::sort_by_sequence(&mut children, &[LATCH_NAME]);
         let Some(index) = children.iter().position(|child| *child == name) else {
             // Our node is gone (deleted by someone): start again at the back.

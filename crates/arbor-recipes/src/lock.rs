@@ -89,15 +89,16 @@ pub(crate) struct Contention<'a> {
     pub fixed_suffix: Option<&'a str>,
 }
 
-/// Creates our node and waits for our turn. `Ok(Some(path))` when granted, `Ok(None)` when
-/// the deadline passed (our node is then deleted).
+/// Creates our node and waits for our turn. `Ok(Some((path, lost_reply)))` when granted
+/// (`lost_reply`: the create saw a connection loss, sweep for a duplicate at release),
+/// `Ok(None)` when the deadline passed (our node is then deleted).
 pub(crate) async fn contend(
     client: &zk::Client,
     contention: Contention<'_>,
     deadline: Option<Instant>,
     stats: &Arc<ContentionStats>,
     predicate: impl Fn(&[String], &str) -> Turn,
-) -> Result<Option<String>> {
+) -> Result<Option<(String, bool)>> {
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -127,9 +128,12 @@ pub(crate) async fn contend(
         )
         .await;
         match waited {
-            Ok(true) => return Ok(Some(guard.disarm())),
+            Ok(true) => return Ok(Some((guard.disarm(), created.lost_reply))),
             Ok(false) => {
                 guard.delete().await?;
+                if created.lost_reply {
+                    contend::sweep_duplicates(client, contention.base_path, ours).await?;
+                }
                 return Ok(None);
             }
             Err(RecipeError::NodeLost { .. }) if attempts < NODE_LOST_ATTEMPTS_MAX => {
@@ -150,6 +154,20 @@ pub(crate) struct Held {
     pub path: String,
     pub count: u32,
     pub monitor: HoldMonitor,
+    /// The create saw a connection loss: look for a late duplicate when releasing.
+    pub lost_reply: bool,
+}
+
+impl Held {
+    /// Deletes our node (and, after a lost create reply, any late duplicate of it).
+    pub(crate) async fn delete(self, client: &zk::Client, base_path: &str) -> Result<()> {
+        drop(self.monitor);
+        NodeGuard::new(client, self.path.clone()).delete().await?;
+        if self.lost_reply {
+            contend::sweep_duplicates(client, base_path, nodes::node_name(&self.path)).await?;
+        }
+        Ok(())
+    }
 }
 
 /// An exclusive, reentrant lock compatible with Curator's `InterProcessMutex`.
@@ -235,12 +253,13 @@ impl Mutex {
         )
         .await?;
         Ok(match granted {
-            Some(path) => {
+            Some((path, lost_reply)) => {
                 let monitor = HoldMonitor::start(&self.client, path.clone());
                 self.held = Some(Held {
                     path,
                     count: 1,
                     monitor,
+                    lost_reply,
                 });
                 true
             }
@@ -267,9 +286,7 @@ impl Mutex {
         let Some(held) = self.held.take() else {
             return Ok(());
         };
-        drop(held.monitor);
-        let guard = NodeGuard::new(&self.client, held.path);
-        guard.delete().await
+        held.delete(&self.client, &self.base_path).await
     }
 
     /// Whether this handle holds the lock and the holding is not suspended or lost.

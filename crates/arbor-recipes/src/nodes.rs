@@ -140,6 +140,9 @@ pub(crate) async fn ensure_path(
 pub(crate) struct ProtectedNode {
     /// Full path, sequence suffix included.
     pub path: String,
+    /// Whether a connection loss hit the create: a duplicate with our prefix may then
+    /// appear later (see [`find_protected`]).
+    pub lost_reply: bool,
 }
 
 /// Whether a child name carries Curator's protected prefix (`_c_` + a UUID + `-`).
@@ -149,6 +152,11 @@ pub fn is_protected_name(name: &str) -> bool {
         && name.as_bytes()[PROTECTED_PREFIX_WITH_UUID_LEN - 1] == b'-'
         && uuid::Uuid::parse_str(&name[PROTECTED_PREFIX.len()..PROTECTED_PREFIX_WITH_UUID_LEN - 1])
             .is_ok()
+}
+
+/// The protected prefix (`_c_<uuid>-`) of a protected name.
+pub fn protected_prefix(name: &str) -> Option<&str> {
+    is_protected_name(name).then(|| &name[..PROTECTED_PREFIX_WITH_UUID_LEN])
 }
 
 /// A name with its protected prefix removed (Curator `ProtectedUtils.normalize`).
@@ -180,6 +188,7 @@ pub(crate) async fn create_protected(
     let options = mode.with_acls(open_acls());
     let mut parent_attempts = 0;
     let mut loss_attempts = 0;
+    let mut lost_reply = false;
     loop {
         match client.create(&path, data, &options).await {
             Ok((_stat, sequence)) => {
@@ -188,7 +197,7 @@ pub(crate) async fn create_protected(
                 } else {
                     path
                 };
-                return Ok(ProtectedNode { path });
+                return Ok(ProtectedNode { path, lost_reply });
             }
             Err(zk::Error::NoNode) if parent_attempts < PARENT_CREATE_ATTEMPTS_MAX => {
                 parent_attempts += 1;
@@ -196,12 +205,16 @@ pub(crate) async fn create_protected(
             }
             Err(zk::Error::NodeExists) if !sequential => {
                 // Our own create, applied before a connection loss we did not see as such.
-                return Ok(ProtectedNode { path });
+                return Ok(ProtectedNode { path, lost_reply });
             }
             Err(zk::Error::ConnectionLoss) if loss_attempts < CONNECTION_LOSS_RETRIES_MAX => {
                 loss_attempts += 1;
+                lost_reply = true;
                 if let Some(found) = find_protected(client, parent, &prefix).await? {
-                    return Ok(ProtectedNode { path: found });
+                    return Ok(ProtectedNode {
+                        path: found,
+                        lost_reply,
+                    });
                 }
             }
             Err(error) => return Err(error.into()),
@@ -211,6 +224,12 @@ pub(crate) async fn create_protected(
 
 /// Looks for our protected node after a connection loss: a child of `parent` whose name
 /// starts with `prefix` and whose ephemeral owner is our session.
+///
+/// Not finding it does not prove the create failed: a server that answers a read on the new
+/// connection before applying the session's write still in flight from the old one would
+/// show the node only later (ZooKeeper orders them; arbor did not when this was written).
+/// The create is then made again, and the waiting loop deletes any second node carrying our
+/// prefix ([`crate::contend`]), so a duplicate can never block us.
 async fn find_protected(client: &zk::Client, parent: &str, prefix: &str) -> Result<Option<String>> {
     let children = match retry(|| client.list_children(parent)).await {
         Ok(children) => children,

@@ -213,7 +213,7 @@ impl ReadWriteLock {
             },
         )
         .await?;
-        let Some(path) = granted else {
+        let Some((path, lost_reply)) = granted else {
             return Ok(false);
         };
         let monitor = HoldMonitor::start(&self.client, path.clone());
@@ -221,6 +221,7 @@ impl ReadWriteLock {
             path,
             count: 1,
             monitor,
+            lost_reply,
         });
         match side {
             Side::Read => self.read = held,
@@ -263,8 +264,7 @@ impl ReadWriteLock {
         let Some(held) = slot.take() else {
             return Ok(());
         };
-        drop(held.monitor);
-        NodeGuard::new(&self.client, held.path).delete().await
+        held.delete(&self.client, &self.base_path).await
     }
 
     /// Whether the read lock is held (and not suspended or lost).

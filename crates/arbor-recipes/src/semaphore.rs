@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
-use crate::contend::ContentionStats;
+use crate::contend::{self, ContentionStats};
 use crate::error::{RecipeError, Result};
 use crate::hold::{HoldMonitor, HoldWatch};
 use crate::lock::{Mutex, NodeGuard};
@@ -152,11 +152,13 @@ impl Semaphore {
         let guard = NodeGuard::new(&self.client, created.path.clone());
         let ours = nodes::node_name(&created.path).to_owned();
         loop {
-            let (children, watcher) =
+            let (mut children, watcher) =
                 match retry(|| self.client.list_and_watch_children(&self.leases_path)).await {
                     Ok(found) => found,
                     Err(error) => return Err(error.into()),
                 };
+            contend::remove_duplicates(&self.client, &self.leases_path, &ours, &mut children)
+                .await?;
             if !children.contains(&ours) {
                 return Err(RecipeError::NodeLost { path: created.path });
             }
@@ -167,6 +169,7 @@ impl Semaphore {
                     client: self.client.clone(),
                     path: Some(path),
                     monitor,
+                    lost_reply: created.lost_reply,
                 }));
             }
             let event = match deadline {
@@ -215,6 +218,8 @@ pub struct Lease {
     client: zk::Client,
     path: Option<String>,
     monitor: HoldMonitor,
+    /// The create saw a connection loss: look for a late duplicate when returning it.
+    lost_reply: bool,
 }
 
 impl Lease {
@@ -233,10 +238,15 @@ impl Lease {
     /// # Errors
     /// ZooKeeper errors of the delete.
     pub async fn release(mut self) -> Result<()> {
-        match self.path.take() {
-            Some(path) => nodes::delete_quietly(&self.client, &path).await,
-            None => Ok(()),
+        let Some(path) = self.path.take() else {
+            return Ok(());
+        };
+        nodes::delete_quietly(&self.client, &path).await?;
+        if self.lost_reply {
+            let parent = nodes::parent_of(&path);
+            contend::sweep_duplicates(&self.client, parent, nodes::node_name(&path)).await?;
         }
+        Ok(())
     }
 }
 
