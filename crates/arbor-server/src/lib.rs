@@ -18,6 +18,7 @@ mod connection;
 mod core;
 mod envelope;
 mod outbound;
+pub mod peer;
 mod reads;
 mod recovery;
 mod stats;

@@ -10,6 +10,8 @@ use arbor_server::peer::{
     ConnectError, PeerConfig, PeerNetwork, PeerStats, RefuseReason, SendError,
 };
 use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -95,9 +97,8 @@ async fn three_networks_exchange_messages_in_order() {
         nodes.push(Node::start(config(7, node_id, BTreeMap::new())).await);
     }
     // Everyone gets the full membership, itself included: its own id is skipped.
-    let members: BTreeMap<u64, SocketAddr> = (1..=3u64)
-        .zip(nodes.iter().map(Node::address))
-        .collect();
+    let members: BTreeMap<u64, SocketAddr> =
+        (1..=3u64).zip(nodes.iter().map(Node::address)).collect();
     for node in &nodes {
         node.network.set_peers(members.clone());
     }
@@ -124,7 +125,10 @@ async fn three_networks_exchange_messages_in_order() {
             assert_eq!(payload, message(from, to, *sequence), "per-link FIFO");
             *sequence += 1;
         }
-        assert_eq!(next.values().copied().collect::<Vec<_>>(), vec![MESSAGES; 2]);
+        assert_eq!(
+            next.values().copied().collect::<Vec<_>>(),
+            vec![MESSAGES; 2]
+        );
     }
     for (index, node) in nodes.iter().enumerate() {
         let me = index as u64 + 1;
@@ -183,7 +187,12 @@ fn capture_log() -> (CapturedLog, tracing::subscriber::DefaultGuard) {
 async fn cluster_id_mismatch_is_refused_and_logged() {
     let (log, _guard) = capture_log();
     let mut other_cluster = Node::start(config(222, 2, BTreeMap::new())).await;
-    let ours = Node::start(config(111, 1, BTreeMap::from([(2, other_cluster.address())]))).await;
+    let ours = Node::start(config(
+        111,
+        1,
+        BTreeMap::from([(2, other_cluster.address())]),
+    ))
+    .await;
     ours.network
         .send(2, Bytes::from_static(b"must never arrive"))
         .expect("queued");
@@ -207,8 +216,14 @@ async fn cluster_id_mismatch_is_refused_and_logged() {
         .lines()
         .find(|line| line.contains("refused peer connection"))
         .unwrap_or_else(|| panic!("no refusal logged by the acceptor in:\n{text}"));
-    assert!(acceptor_line.contains("cluster id mismatch"), "{acceptor_line}");
-    assert!(acceptor_line.contains("peer_cluster_id=111"), "{acceptor_line}");
+    assert!(
+        acceptor_line.contains("cluster id mismatch"),
+        "{acceptor_line}"
+    );
+    assert!(
+        acceptor_line.contains("peer_cluster_id=111"),
+        "{acceptor_line}"
+    );
     assert!(acceptor_line.contains("cluster_id=222"), "{acceptor_line}");
     let dialer_line = text
         .lines()
@@ -256,9 +271,15 @@ async fn a_peer_that_starts_late_is_reached() {
     let late_address = free_address();
     let early = Node::start(config(7, 1, BTreeMap::from([(2, late_address)]))).await;
     for sequence in 0..3 {
-        early.network.send(2, message(1, 2, sequence)).expect("queued");
+        early
+            .network
+            .send(2, message(1, 2, sequence))
+            .expect("queued");
     }
-    eventually("several failed dials", || early.stats(2).connect_failures >= 3).await;
+    eventually("several failed dials", || {
+        early.stats(2).connect_failures >= 3
+    })
+    .await;
     assert!(matches!(
         early.stats(2).last_connect_error,
         Some(ConnectError::Io { .. })
@@ -274,7 +295,10 @@ async fn a_peer_that_starts_late_is_reached() {
     let stats = early.stats(2);
     assert!(stats.connected);
     assert_eq!(stats.last_connect_error, None);
-    assert_eq!(stats.reconnects, 0, "the first connection is not a reconnect");
+    assert_eq!(
+        stats.reconnects, 0,
+        "the first connection is not a reconnect"
+    );
     early.network.shutdown().await;
     late.network.shutdown().await;
 }
@@ -285,8 +309,14 @@ async fn a_peer_restarted_on_the_same_address_is_reconnected() {
     let node_2 = Node::start(config(7, 2, BTreeMap::from([(1, node_1.address())]))).await;
     let address_2 = node_2.address();
     node_1.network.set_peers(BTreeMap::from([(2, address_2)]));
-    node_1.network.send(2, Bytes::from_static(b"before")).expect("queued");
-    node_2.network.send(1, Bytes::from_static(b"hello")).expect("queued");
+    node_1
+        .network
+        .send(2, Bytes::from_static(b"before"))
+        .expect("queued");
+    node_2
+        .network
+        .send(1, Bytes::from_static(b"hello"))
+        .expect("queued");
     assert_eq!(node_1.recv().await, (2, Bytes::from_static(b"hello")));
     eventually("node 1 connected to node 2", || node_1.stats(2).connected).await;
 
@@ -307,9 +337,15 @@ async fn a_peer_restarted_on_the_same_address_is_reconnected() {
         stats.connected && stats.reconnects >= 1
     })
     .await;
-    node_1.network.send(2, Bytes::from_static(b"after")).expect("queued");
+    node_1
+        .network
+        .send(2, Bytes::from_static(b"after"))
+        .expect("queued");
     assert_eq!(node_2.recv().await, (1, Bytes::from_static(b"after")));
-    node_2.network.send(1, Bytes::from_static(b"back")).expect("queued");
+    node_2
+        .network
+        .send(1, Bytes::from_static(b"back"))
+        .expect("queued");
     assert_eq!(node_1.recv().await, (2, Bytes::from_static(b"back")));
     assert!(node_1.stats(2).inbound_connected);
     node_1.network.shutdown().await;
@@ -325,7 +361,10 @@ async fn a_full_queue_answers_full_at_once() {
     })
     .await;
     for sequence in 0..4 {
-        by_messages.network.send(2, message(1, 2, sequence)).expect("room");
+        by_messages
+            .network
+            .send(2, message(1, 2, sequence))
+            .expect("room");
     }
     let started = std::time::Instant::now();
     assert_eq!(
@@ -355,7 +394,10 @@ async fn a_full_queue_answers_full_at_once() {
         by_bytes.network.send(9, payload(1)),
         Err(SendError::UnknownPeer { node_id: 9 })
     );
-    assert_eq!(by_bytes.network.send(2, Bytes::new()), Err(SendError::Empty));
+    assert_eq!(
+        by_bytes.network.send(2, Bytes::new()),
+        Err(SendError::Empty)
+    );
     by_messages.network.shutdown().await;
     by_bytes.network.shutdown().await;
 }
@@ -368,9 +410,15 @@ async fn a_four_mib_payload_passes() {
         .map(|index| (index.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect::<Vec<u8>>()
         .into();
-    sender.network.send(2, Bytes::from_static(b"first")).expect("queued");
+    sender
+        .network
+        .send(2, Bytes::from_static(b"first"))
+        .expect("queued");
     sender.network.send(2, big.clone()).expect("queued");
-    sender.network.send(2, Bytes::from_static(b"last")).expect("queued");
+    sender
+        .network
+        .send(2, Bytes::from_static(b"last"))
+        .expect("queued");
     assert_eq!(receiver.recv().await, (1, Bytes::from_static(b"first")));
     let (from, payload) = receiver.recv().await;
     assert_eq!(from, 1);
@@ -407,16 +455,23 @@ async fn a_frame_over_the_limit_closes_the_connection() {
         .send(2, Bytes::from_static(b"small"))
         .expect("queued");
     assert_eq!(strict.recv().await, (1, Bytes::from_static(b"small")));
-    assert_eq!(strict.stats(1).messages_received, 1, "the big frame was never delivered");
+    assert_eq!(
+        strict.stats(1).messages_received,
+        1,
+        "the big frame was never delivered"
+    );
     let text = log.text();
     assert!(
-        text.lines().any(|line| line.contains("peer connection closed")
-            && line.contains("over the limit of 1048576 bytes")),
+        text.lines()
+            .any(|line| line.contains("peer connection closed")
+                && line.contains("over the limit of 1048576 bytes")),
         "no close logged in:\n{text}"
     );
     // The sender's own limit is checked before queueing.
     assert_eq!(
-        generous.network.send(2, Bytes::from(vec![0u8; 8 * 1024 * 1024 + 1])),
+        generous
+            .network
+            .send(2, Bytes::from(vec![0u8; 8 * 1024 * 1024 + 1])),
         Err(SendError::TooLarge {
             node_id: 2,
             bytes: 8 * 1024 * 1024 + 1,
@@ -465,7 +520,6 @@ async fn a_slow_core_pushes_back_instead_of_buffering() {
     }
     let sent = sender.stats(2);
     let received = slow.stats(1);
-    eprintln!("DEBUG accepted={accepted} sent={} received={}", sent.messages_sent, received.messages_received);
     assert!(
         received.messages_received <= INBOX as u64,
         "the reader handed over {} messages to an inbox of {INBOX}",
@@ -492,7 +546,10 @@ async fn membership_changes_start_stop_and_redirect_dialing() {
     let mut node_2 = Node::start(config(7, 2, BTreeMap::new())).await;
     let wrong = free_address();
     let node_1 = Node::start(config(7, 1, BTreeMap::from([(2, wrong)]))).await;
-    node_1.network.send(2, Bytes::from_static(b"queued early")).expect("queued");
+    node_1
+        .network
+        .send(2, Bytes::from_static(b"queued early"))
+        .expect("queued");
     eventually("dials to the wrong address fail", || {
         node_1.stats(2).connect_failures >= 1
     })
@@ -500,7 +557,10 @@ async fn membership_changes_start_stop_and_redirect_dialing() {
     node_1
         .network
         .set_peers(BTreeMap::from([(2, node_2.address())]));
-    assert_eq!(node_2.recv().await, (1, Bytes::from_static(b"queued early")));
+    assert_eq!(
+        node_2.recv().await,
+        (1, Bytes::from_static(b"queued early"))
+    );
     assert_eq!(node_1.stats(2).address, Some(node_2.address()));
 
     node_1.network.set_peers(BTreeMap::new());
@@ -536,4 +596,179 @@ async fn an_invalid_configuration_is_refused() {
         panic!("started with an idle timeout equal to the keepalive interval");
     };
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+/// The wire format, written by hand: `ARBP`, version 1, cluster id, sender, receiver.
+fn hello(cluster_id: u64, sender: u64, receiver: u64) -> Vec<u8> {
+    let mut bytes = b"ARBP".to_vec();
+    bytes.extend_from_slice(&1u16.to_be_bytes());
+    bytes.extend_from_slice(&cluster_id.to_be_bytes());
+    bytes.extend_from_slice(&sender.to_be_bytes());
+    bytes.extend_from_slice(&receiver.to_be_bytes());
+    bytes
+}
+
+/// `ARBP`, version 1, the code (0 accepts), then the acceptor's cluster id and node id.
+fn answer(code: u8, cluster_id: u64, node_id: u64) -> Vec<u8> {
+    let mut bytes = b"ARBP".to_vec();
+    bytes.extend_from_slice(&1u16.to_be_bytes());
+    bytes.push(code);
+    bytes.extend_from_slice(&cluster_id.to_be_bytes());
+    bytes.extend_from_slice(&node_id.to_be_bytes());
+    bytes
+}
+
+async fn read_answer(stream: &mut TcpStream) -> Vec<u8> {
+    let mut bytes = vec![0u8; 23];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut bytes))
+        .await
+        .expect("an answer within the wait")
+        .expect("an answer");
+    bytes
+}
+
+/// Reads until the peer closes; returns the keepalive frames seen before.
+async fn read_until_closed(stream: &mut TcpStream) -> usize {
+    let mut keepalives = 0;
+    loop {
+        let mut header = [0u8; 4];
+        match tokio::time::timeout(WAIT, stream.read_exact(&mut header))
+            .await
+            .expect("closed within the wait")
+        {
+            Ok(_) => {
+                assert_eq!(header, [0; 4], "an acceptor sends keepalives only");
+                keepalives += 1;
+            }
+            Err(_) => return keepalives,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_handshake_on_the_wire() {
+    let mut node = Node::start(config(7, 2, BTreeMap::new())).await;
+
+    let mut accepted = TcpStream::connect(node.address()).await.expect("connect");
+    accepted.write_all(&hello(7, 1, 2)).await.expect("hello");
+    assert_eq!(read_answer(&mut accepted).await, answer(0, 7, 2));
+    accepted
+        .write_all(&[0, 0, 0, 3, b'a', b'b', b'c'])
+        .await
+        .expect("a frame");
+    assert_eq!(node.recv().await, (1, Bytes::from_static(b"abc")));
+
+    let mut foreign = TcpStream::connect(node.address()).await.expect("connect");
+    foreign.write_all(&hello(8, 1, 2)).await.expect("hello");
+    assert_eq!(read_answer(&mut foreign).await, answer(3, 7, 2));
+    assert_eq!(read_until_closed(&mut foreign).await, 0);
+
+    // A ZooKeeper client's connect request on the peer port: refused as not arbor.
+    let mut stranger = TcpStream::connect(node.address()).await.expect("connect");
+    stranger
+        .write_all(&[0, 0, 0, 44, 0, 0, 0, 0])
+        .await
+        .expect("bytes");
+    assert_eq!(read_answer(&mut stranger).await, answer(1, 7, 2));
+
+    let mut newer = TcpStream::connect(node.address()).await.expect("connect");
+    let mut newer_hello = hello(7, 1, 2);
+    newer_hello[5] = 2;
+    newer.write_all(&newer_hello).await.expect("hello");
+    assert_eq!(read_answer(&mut newer).await, answer(2, 7, 2));
+    node.network.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_dialer_is_closed_by_the_idle_timeout() {
+    let node = Node::start(PeerConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..config(7, 2, BTreeMap::new())
+    })
+    .await;
+    let mut silent = TcpStream::connect(node.address()).await.expect("connect");
+    silent.write_all(&hello(7, 1, 2)).await.expect("hello");
+    assert_eq!(read_answer(&mut silent).await, answer(0, 7, 2));
+    eventually("the connection is registered", || {
+        node.network
+            .peer_stats(1)
+            .is_some_and(|stats| stats.inbound_connected)
+    })
+    .await;
+    let started = Instant::now();
+    let keepalives = read_until_closed(&mut silent).await;
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(
+        keepalives >= 1,
+        "the acceptor kept the line alive meanwhile"
+    );
+    eventually("the connection is forgotten", || {
+        node.network.peer_stats(1).is_none()
+    })
+    .await;
+    node.network.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_acceptor_is_redialed_after_the_idle_timeout() {
+    // A fake peer that accepts the handshake and then never sends a keepalive: the dialer
+    // must give up on it and dial again, although its writes still succeed.
+    let fake = TcpListener::bind(loopback()).await.expect("bind");
+    let node = Node::start(PeerConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..config(
+            7,
+            1,
+            BTreeMap::from([(2, fake.local_addr().expect("address"))]),
+        )
+    })
+    .await;
+    let mut connections = Vec::new();
+    for _ in 0..2 {
+        let (mut stream, _) = tokio::time::timeout(WAIT, fake.accept())
+            .await
+            .expect("a dial within the wait")
+            .expect("accept");
+        let mut hello_bytes = vec![0u8; 30];
+        stream.read_exact(&mut hello_bytes).await.expect("hello");
+        assert_eq!(hello_bytes, hello(7, 1, 2));
+        stream.write_all(&answer(0, 7, 2)).await.expect("answer");
+        connections.push(stream);
+    }
+    eventually("the second connection counts as a reconnect", || {
+        node.stats(2).reconnects == 1
+    })
+    .await;
+    // The first connection was closed by the dialer (it may have written keepalives first).
+    let mut first = connections.remove(0);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(WAIT, first.read_to_end(&mut rest))
+        .await
+        .expect("closed within the wait");
+    assert!(read.is_ok());
+    assert!(rest.chunks(4).all(|chunk| chunk == [0, 0, 0, 0]));
+    node.network.shutdown().await;
+}
+
+#[tokio::test]
+async fn too_many_inbound_connections_are_refused_as_busy() {
+    let node = Node::start(PeerConfig {
+        inbound_connections_max: 1,
+        ..config(7, 2, BTreeMap::new())
+    })
+    .await;
+    let mut first = TcpStream::connect(node.address()).await.expect("connect");
+    first.write_all(&hello(7, 1, 2)).await.expect("hello");
+    assert_eq!(read_answer(&mut first).await, answer(0, 7, 2));
+    let mut second = TcpStream::connect(node.address()).await.expect("connect");
+    assert_eq!(read_answer(&mut second).await, answer(6, 7, 2));
+    drop(first);
+    eventually("the slot is free again", || {
+        node.network.peer_stats(1).is_none()
+    })
+    .await;
+    let mut third = TcpStream::connect(node.address()).await.expect("connect");
+    third.write_all(&hello(7, 3, 2)).await.expect("hello");
+    assert_eq!(read_answer(&mut third).await, answer(0, 7, 2));
+    node.network.shutdown().await;
 }

@@ -60,7 +60,10 @@ mod tests {
         for failures in [0, 1, 31, 32, 33, u32::MAX] {
             for jitter in [f64::NAN, -1.0, 0.0, 0.999, 7.0, f64::INFINITY] {
                 let delay = backoff_delay(MIN, MAX, failures, jitter);
-                assert!(MIN <= delay && delay <= MAX, "{failures} {jitter} {delay:?}");
+                assert!(
+                    MIN <= delay && delay <= MAX,
+                    "{failures} {jitter} {delay:?}"
+                );
             }
         }
         let huge = Duration::from_secs(u64::MAX / 4);

@@ -109,7 +109,10 @@ pub(crate) async fn write_payload<W: AsyncWrite + Unpin>(
             "payload longer than a frame can say",
         ));
     };
-    assert!(length > 0, "an empty payload would read back as a keepalive");
+    assert!(
+        length > 0,
+        "an empty payload would read back as a keepalive"
+    );
     writer.write_all(&length.to_be_bytes()).await?;
     writer.write_all(payload).await
 }

@@ -126,7 +126,9 @@ pub enum ConnectError {
         version: u16,
     },
     /// The peer refused with a code this build does not know (a newer peer).
-    #[error("refused by the peer with unknown reason code {code} (peer protocol version {version})")]
+    #[error(
+        "refused by the peer with unknown reason code {code} (peer protocol version {version})"
+    )]
     RefusedUnknown {
         /// The code.
         code: u8,
@@ -134,7 +136,9 @@ pub enum ConnectError {
         version: u16,
     },
     /// The peer accepted, but it is not who we dialed: another cluster or another node id.
-    #[error("the peer that answered is cluster id {cluster_id}, node id {node_id}: not the one dialed")]
+    #[error(
+        "the peer that answered is cluster id {cluster_id}, node id {node_id}: not the one dialed"
+    )]
     WrongPeer {
         /// The cluster id it announced.
         cluster_id: u64,

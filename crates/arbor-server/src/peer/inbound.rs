@@ -138,7 +138,10 @@ async fn serve_inbound(
             );
             return;
         }
-        Ok(Ok(AcceptOutcome::Refused { reason, hello: None })) => {
+        Ok(Ok(AcceptOutcome::Refused {
+            reason,
+            hello: None,
+        })) => {
             warn!(%remote, %reason, "refused peer connection");
             return;
         }
@@ -212,10 +215,7 @@ async fn receive_loop<R: AsyncRead + Unpin>(
 
 /// The acceptor sends nothing but keepalives, so the dialer can tell a live peer from a dead
 /// one even while it has nothing to send or while its writes sit in a full socket buffer.
-async fn keepalive_loop<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    shared: &Shared,
-) -> std::io::Error {
+async fn keepalive_loop<W: AsyncWrite + Unpin>(writer: &mut W, shared: &Shared) -> std::io::Error {
     loop {
         tokio::time::sleep(shared.config.keepalive_interval).await;
         let written = async {

@@ -206,7 +206,10 @@ impl Shared {
             },
         );
         if let Some(previous) = previous {
-            info!(peer_id, "peer opened a new connection; closing its older one");
+            info!(
+                peer_id,
+                "peer opened a new connection; closing its older one"
+            );
             previous.superseded.cancel();
         }
         InboundRegistration {
@@ -299,9 +302,8 @@ impl PeerNetwork {
             state: Mutex::new(State::default()),
         });
         let span = info_span!("peer_accept", node_id = local.node_id);
-        let acceptor = tokio::spawn(
-            inbound::accept_loop(listener, shared.clone(), inbound).instrument(span),
-        );
+        let acceptor =
+            tokio::spawn(inbound::accept_loop(listener, shared.clone(), inbound).instrument(span));
         let network = PeerNetwork {
             shared,
             local_address,

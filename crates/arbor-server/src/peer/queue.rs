@@ -113,7 +113,10 @@ mod tests {
         assert_eq!(queue.push(Bytes::from_static(b"c")), Err(QueueFull));
         let mut batch = Vec::new();
         queue.pop_batch(&mut batch, 1000);
-        assert_eq!(batch, vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+        assert_eq!(
+            batch,
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
+        );
     }
 
     #[test]
@@ -139,7 +142,11 @@ mod tests {
         }
         let mut batch = Vec::new();
         queue.pop_batch(&mut batch, 100);
-        assert_eq!(batch.len(), 1, "one message larger than the budget still goes");
+        assert_eq!(
+            batch.len(),
+            1,
+            "one message larger than the budget still goes"
+        );
         batch.clear();
         queue.pop_batch(&mut batch, 600);
         assert_eq!(batch.len(), 2);
