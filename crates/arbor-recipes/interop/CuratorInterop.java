@@ -11,7 +11,13 @@
 // checks that Java and Rust holders really took turns.
 //
 // Usage: java CuratorInterop MODE CONNECT RECIPE_PATH MARKER_DIR LOG_DIR ROUNDS THREADS
-//   MODE: mutex | rwlock | latch
+//   MODE: mutex | rwlock | latch | produce
+//
+// "produce" checks data layouts rather than exclusion: it puts ROUNDS items "java-<i>" and
+// one two-item putMulti ("multi-a", "multi-b") into a DistributedQueue at RECIPE_PATH/queue,
+// ROUNDS items "p<i>" with priority ROUNDS - i into a DistributedPriorityQueue at
+// RECIPE_PATH/priority, and adds 1 ROUNDS times to a SharedCount at RECIPE_PATH/count with
+// compare-and-set, for Rust to read back.
 
 import java.util.ArrayList;
 import java.util.List;
@@ -21,6 +27,13 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.leader.LeaderLatch;
+import org.apache.curator.framework.recipes.queue.DistributedPriorityQueue;
+import org.apache.curator.framework.recipes.queue.DistributedQueue;
+import org.apache.curator.framework.recipes.queue.MultiItem;
+import org.apache.curator.framework.recipes.queue.QueueBuilder;
+import org.apache.curator.framework.recipes.queue.QueueSerializer;
+import org.apache.curator.framework.recipes.shared.SharedCount;
+import org.apache.curator.framework.recipes.shared.VersionedValue;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
 import org.apache.curator.framework.recipes.locks.InterProcessReadWriteLock;
 import org.apache.curator.retry.ExponentialBackoffRetry;
@@ -65,6 +78,7 @@ public final class CuratorInterop {
                         case "mutex": runMutex(client, recipePath, markerDir, rounds, who); break;
                         case "rwlock": runReadWrite(client, recipePath, markerDir, rounds, who); break;
                         case "latch": runLatch(client, recipePath, markerDir, rounds, who); break;
+                        case "produce": runProduce(client, recipePath, rounds); break;
                         default: throw new IllegalArgumentException("unknown mode " + mode);
                     }
                 } catch (Exception e) {
@@ -172,6 +186,59 @@ public final class CuratorInterop {
                 side.release();
             }
         }
+    }
+
+    private static final QueueSerializer<byte[]> BYTES = new QueueSerializer<byte[]>() {
+        @Override
+        public byte[] serialize(byte[] item) {
+            return item;
+        }
+
+        @Override
+        public byte[] deserialize(byte[] bytes) {
+            return bytes;
+        }
+    };
+
+    private static void runProduce(CuratorFramework client, String path, int rounds) throws Exception {
+        DistributedQueue<byte[]> queue = QueueBuilder.builder(client, null, BYTES, path + "/queue")
+                .putInBackground(false).buildQueue();
+        queue.start();
+        for (int i = 0; i < rounds; i++) {
+            queue.put(("java-" + i).getBytes("UTF-8"));
+        }
+        final String[] multi = {"multi-a", "multi-b"};
+        final int[] next = {0};
+        queue.putMulti(new MultiItem<byte[]>() {
+            @Override
+            public byte[] nextItem() throws Exception {
+                return next[0] < multi.length ? multi[next[0]++].getBytes("UTF-8") : null;
+            }
+        });
+        queue.close();
+        say("QUEUED " + rounds);
+
+        DistributedPriorityQueue<byte[]> priority = QueueBuilder.builder(client, null, BYTES, path + "/priority")
+                .putInBackground(false).buildPriorityQueue(0);
+        priority.start();
+        for (int i = 0; i < rounds; i++) {
+            priority.put(("p" + i).getBytes("UTF-8"), rounds - i);
+        }
+        priority.close();
+        say("PRIORITIZED " + rounds);
+
+        SharedCount count = new SharedCount(client, path + "/count", 0);
+        count.start();
+        for (int i = 0; i < rounds; i++) {
+            while (true) {
+                VersionedValue<Integer> current = count.getVersionedValue();
+                if (count.trySetCount(current, current.getValue() + 1)) {
+                    break;
+                }
+            }
+        }
+        say("COUNTED " + count.getCount());
+        count.close();
     }
 
     private static void runLatch(CuratorFramework client, String path, String markerDir, int rounds, String who)

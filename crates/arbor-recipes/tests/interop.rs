@@ -21,7 +21,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arbor_recipes::{LeaderLatch, Mutex, ReadWriteLock};
+use arbor_recipes::{
+    DistributedQueue, LeaderLatch, Mutex, PriorityQueue, ReadWriteLock, SharedCounter,
+};
 use support::{Ensemble, WAIT_MAX, connect, ok, unique_path, within};
 use tempfile::TempDir;
 use zookeeper_client as zk;
@@ -131,13 +133,25 @@ fn program(test: &str) -> Option<&'static JavaProgram> {
 
 /// Runs the Java program in `mode` to the end; returns its stdout.
 async fn run_java(program: &JavaProgram, mode: &str, connect: &str, layout: &Layout) -> String {
+    run_java_with(program, mode, connect, layout, JAVA_ROUNDS, JAVA_THREADS).await
+}
+
+/// Runs the Java program with explicit round and thread counts.
+async fn run_java_with(
+    program: &JavaProgram,
+    mode: &str,
+    connect: &str,
+    layout: &Layout,
+    rounds: usize,
+    threads: usize,
+) -> String {
     let child = tokio::process::Command::new("java")
         .arg("-cp")
         .arg(&program.classpath)
         .arg("CuratorInterop")
         .args([mode, connect, &layout.path, &layout.markers, &layout.log])
-        .arg(JAVA_ROUNDS.to_string())
-        .arg(JAVA_THREADS.to_string())
+        .arg(rounds.to_string())
+        .arg(threads.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -414,4 +428,75 @@ async fn rust_and_curator_share_one_leader_latch() {
         "{stdout}"
     );
     assert_languages_alternated(&client, &layout.log).await;
+}
+
+/// Curator writes queue items, priority-queue items and a shared count; Rust reads them back
+/// in Curator's order and format, and adds to the same counter meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_reads_what_curator_queues_and_counts() {
+    const ITEMS: usize = 12;
+    const RUST_ADDS: usize = 20;
+    let Some(program) = program("rust_reads_what_curator_queues_and_counts") else {
+        return;
+    };
+    let ensemble = Ensemble::any();
+    let client = connect(ensemble.connect_string()).await;
+    let layout = layout(&client, "interop-produce").await;
+    let counter_path = format!("{}/count", layout.path);
+    let counter = ok("counter", SharedCounter::open(&client, &counter_path, 0)).await;
+    let adder = counter.clone();
+    let adding = tokio::spawn(async move {
+        for _ in 0..RUST_ADDS {
+            ok("rust adds", adder.add(1)).await;
+        }
+    });
+    let stdout = run_java_with(
+        program,
+        "produce",
+        ensemble.connect_string(),
+        &layout,
+        ITEMS,
+        1,
+    )
+    .await;
+    within("the Rust adder", adding).await.expect("adder task");
+
+    let mut queue =
+        DistributedQueue::new(&client, &format!("{}/queue", layout.path)).expect("a queue");
+    let mut taken = Vec::new();
+    for _ in 0..ITEMS + 2 {
+        let item = ok("take", queue.take(Some(WAIT_MAX)))
+            .await
+            .expect("an item");
+        taken.push(String::from_utf8(item).expect("utf-8"));
+    }
+    let mut expected: Vec<String> = (0..ITEMS).map(|item| format!("java-{item}")).collect();
+    expected.extend(["multi-a".to_owned(), "multi-b".to_owned()]);
+    assert_eq!(
+        taken, expected,
+        "Curator's queue read out of order\n{stdout}"
+    );
+
+    let mut priority =
+        PriorityQueue::new(&client, &format!("{}/priority", layout.path)).expect("a queue");
+    let mut by_priority = Vec::new();
+    for _ in 0..ITEMS {
+        let item = ok("take", priority.take(Some(WAIT_MAX)))
+            .await
+            .expect("an item");
+        by_priority.push(String::from_utf8(item).expect("utf-8"));
+    }
+    // Priority ITEMS - i: the last put has the lowest number and comes first.
+    let expected: Vec<String> = (0..ITEMS).rev().map(|item| format!("p{item}")).collect();
+    assert_eq!(
+        by_priority, expected,
+        "Curator's priorities read out of order"
+    );
+
+    let total = ok("count", counter.get()).await.value;
+    assert_eq!(
+        total,
+        (ITEMS + RUST_ADDS) as i32,
+        "a compare-and-set was lost\n{stdout}"
+    );
 }
