@@ -308,3 +308,27 @@ async fn semaphore_all_or_nothing_with_timeout() {
     assert_eq!(one.map(|leases| leases.len()), Some(1));
     drop(held);
 }
+
+/// An `acquire` future dropped while waiting (a `select!` that took another branch) leaves no
+/// node behind to block the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_acquire_leaves_nothing_behind() {
+    let ensemble = Ensemble::any();
+    let path = unique_path("mutex-abandoned");
+    let holder_client = connect(ensemble.connect_string()).await;
+    let mut holder = Mutex::new(&holder_client, &path).expect("a lock");
+    ok("holder acquires", holder.acquire()).await;
+    let waiter_client = connect(ensemble.connect_string()).await;
+    let mut waiter = Mutex::new(&waiter_client, &path).expect("a lock");
+    let observer = connect(ensemble.connect_string()).await;
+    tokio::select! {
+        acquired = waiter.acquire() => panic!("acquired a held lock: {acquired:?}"),
+        () = wait_for_children(&observer, &path, 2) => {}
+    }
+    // The waiter's acquire future is dropped here, with its node created.
+    wait_for_children(&observer, &path, 1).await;
+    ok("holder releases", holder.release()).await;
+    wait_for_children(&observer, &path, 0).await;
+    assert!(ok("waiter tries again", waiter.try_acquire(WAIT)).await);
+    ok("release", waiter.release()).await;
+}
