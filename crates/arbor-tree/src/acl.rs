@@ -70,6 +70,17 @@ impl AclTable {
         }
     }
 
+    /// The shared list behind `id` (a cheap clone).
+    ///
+    /// # Panics
+    /// If `id` is not in the table.
+    pub(crate) fn get_shared(&self, id: AclId) -> Arc<[Acl]> {
+        match self.by_id.get(&id) {
+            Some(entry) => entry.acl.clone(),
+            None => panic!("acl table: lookup of missing {id:?}"),
+        }
+    }
+
     /// The list behind `id`.
     ///
     /// # Panics
@@ -211,6 +222,12 @@ fn is_valid_id(id: &Id, config: &TreeConfig) -> bool {
 ///
 /// # Errors
 /// [`ErrorCode::NoAuth`].
+/// Whether `identities` may READ a node with this ACL: the test a watch event must pass
+/// before it is delivered (ZOOKEEPER-4799).
+pub fn readable_by(acl: &[Acl], identities: &[Id], config: &TreeConfig) -> bool {
+    check_acl(acl, arbor_proto::perms::READ, identities, config).is_ok()
+}
+
 pub(crate) fn check_acl(
     acl: &[Acl],
     perm: i32,

@@ -138,13 +138,22 @@ pub struct WatchTrigger {
     pub path: String,
     /// NodeCreated, NodeDeleted, NodeDataChanged or NodeChildrenChanged.
     pub event: EventType,
+    /// The node's ACL when the event happened (before a deletion): the server delivers the
+    /// event only to watchers allowed to READ it, so a watch cannot reveal what the watcher may
+    /// not read (ZooKeeper 3.9.2, ZOOKEEPER-4799 / CVE-2024-23944).
+    pub acl: std::sync::Arc<[arbor_proto::Acl]>,
 }
 
 impl WatchTrigger {
-    pub(crate) fn new(path: impl Into<String>, event: EventType) -> WatchTrigger {
+    pub(crate) fn new(
+        path: impl Into<String>,
+        event: EventType,
+        acl: std::sync::Arc<[arbor_proto::Acl]>,
+    ) -> WatchTrigger {
         WatchTrigger {
             path: path.into(),
             event,
+            acl,
         }
     }
 }

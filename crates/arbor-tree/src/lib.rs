@@ -62,6 +62,7 @@ mod snapshot;
 mod state;
 mod tree;
 
+pub use acl::readable_by;
 pub use auth::{authenticate, digest};
 pub use command::{Applied, Command, Txn, TxnError, WatchTrigger, WriteRequest};
 pub use config::TreeConfig;

@@ -119,8 +119,16 @@ pub(crate) fn create(state: &mut State, env: &Env<'_>, args: &CreateArgs<'_>) ->
     let stat = node.stat(extended);
     let key = state.insert_child(&path, node, env.zxid);
     let triggers = vec![
-        WatchTrigger::new(path.clone(), EventType::NodeCreated),
-        WatchTrigger::new(&*key.parent, EventType::NodeChildrenChanged),
+        WatchTrigger::new(
+            path.clone(),
+            EventType::NodeCreated,
+            state.shared_acl_at(&path),
+        ),
+        WatchTrigger::new(
+            &*key.parent,
+            EventType::NodeChildrenChanged,
+            state.shared_acl_at(&key.parent),
+        ),
     ];
     Ok((Outcome::Created { path, stat }, triggers))
 }
@@ -145,14 +153,20 @@ pub(crate) fn delete(state: &mut State, env: &Env<'_>, path: &str, version: i32)
         return Err(ErrorCode::NotEmpty);
     }
     let key = key.clone();
+    let triggers = deletion_triggers(state, path, &key.parent);
     state.remove_node(&key, env.zxid);
-    Ok((Outcome::Deleted, deletion_triggers(path, &key.parent)))
+    Ok((Outcome::Deleted, triggers))
 }
 
-fn deletion_triggers(path: &str, parent: &str) -> Vec<WatchTrigger> {
+/// The triggers of a deletion, taken before the node goes (its ACL is needed to filter them).
+fn deletion_triggers(state: &State, path: &str, parent: &str) -> Vec<WatchTrigger> {
     vec![
-        WatchTrigger::new(path, EventType::NodeDeleted),
-        WatchTrigger::new(parent, EventType::NodeChildrenChanged),
+        WatchTrigger::new(path, EventType::NodeDeleted, state.shared_acl_at(path)),
+        WatchTrigger::new(
+            parent,
+            EventType::NodeChildrenChanged,
+            state.shared_acl_at(parent),
+        ),
     ]
 }
 
@@ -170,7 +184,11 @@ pub(crate) fn set_data(
     let version = check_version(node.version, version)?;
     let key = key.clone();
     let stat = state.set_data(&key, data, version, env.zxid, env.time_ms);
-    let triggers = vec![WatchTrigger::new(path, EventType::NodeDataChanged)];
+    let triggers = vec![WatchTrigger::new(
+        path,
+        EventType::NodeDataChanged,
+        state.shared_acl_at(path),
+    )];
     Ok((Outcome::DataSet { stat }, triggers))
 }
 
@@ -237,8 +255,8 @@ pub(crate) fn close_session(
     let ephemerals = session.ephemerals.clone();
     let mut triggers = Vec::with_capacity(2 * ephemerals.len());
     for key in &ephemerals {
+        triggers.extend(deletion_triggers(state, &key.path(), &key.parent));
         state.remove_node(key, zxid);
-        triggers.extend(deletion_triggers(&key.path(), &key.parent));
     }
     let session = state.sessions.remove(&session_id);
     assert!(
@@ -271,8 +289,9 @@ pub(crate) fn delete_expired_ttl(
         return Err(ErrorCode::BadVersion);
     }
     let key = key.clone();
+    let triggers = deletion_triggers(state, &key.path(), &key.parent);
     state.remove_node(&key, zxid);
-    Ok(deletion_triggers(&key.path(), &key.parent))
+    Ok(triggers)
 }
 
 /// `ttl != 0 && now - mtime > ttl`, the ContainerManager's test.
@@ -307,6 +326,7 @@ pub(crate) fn delete_empty_container(
         return Err(ErrorCode::BadVersion);
     }
     let key = key.clone();
+    let triggers = deletion_triggers(state, &key.path(), &key.parent);
     state.remove_node(&key, zxid);
-    Ok(deletion_triggers(&key.path(), &key.parent))
+    Ok(triggers)
 }

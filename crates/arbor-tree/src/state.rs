@@ -86,6 +86,14 @@ impl State {
         self.acls.get(node.acl)
     }
 
+    /// The shared ACL of the node at `path` (empty if there is none), for watch triggers.
+    pub(crate) fn shared_acl_at(&self, path: &str) -> std::sync::Arc<[Acl]> {
+        match self.get(path) {
+            Some(node) => self.acls.get_shared(node.acl),
+            None => std::sync::Arc::from(Vec::new()),
+        }
+    }
+
     /// The shared `Arc` of a parent path: a sibling's, or a new one.
     fn parent_arc(&self, parent_path: &str) -> Arc<str> {
         match self.children(parent_path).next() {

@@ -7,10 +7,12 @@ use arbor_proto::{ErrorCode, EventType, Response, SessionId};
 use arbor_tree::{Command, TreeConfig, WatchTrigger};
 use common::{Harness, OTHER_SESSION, SESSION};
 
+/// A trigger on an open node (every node these tests watch is `world:anyone` ALL).
 fn trigger(path: &str, event: EventType) -> WatchTrigger {
     WatchTrigger {
         path: path.into(),
         event,
+        acl: arbor_proto::Acl::open_unsafe().into(),
     }
 }
 

@@ -96,6 +96,7 @@ fn successful_multi_applies_everything_at_one_zxid() {
     let trigger = |path: &str, event| WatchTrigger {
         path: path.into(),
         event,
+        acl: arbor_proto::Acl::open_unsafe().into(),
     };
     assert_eq!(
         applied.triggers,

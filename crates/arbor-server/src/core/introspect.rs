@@ -140,9 +140,9 @@ impl Core {
         event: EventType,
         path: &str,
     ) {
-        let zxid = self.tree.last_applied_zxid();
+        // ZooKeeper builds these events without a zxid (WatchedEvent.NO_ZXID = -1).
         self.deliver(
-            zxid,
+            arbor_proto::Zxid(-1),
             vec![Notification {
                 connection,
                 event,

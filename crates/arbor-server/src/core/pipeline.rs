@@ -506,9 +506,18 @@ impl Core {
     fn apply_txn(&mut self, zxid: Zxid, txn: &Txn, waiter: Option<Waiter>) {
         let applied = self.tree.apply(zxid, txn);
         let mut notifications = Vec::new();
+        let mut fired = Vec::new();
         for trigger in &applied.triggers {
             self.watches
-                .trigger(&trigger.path, trigger.event, &mut notifications);
+                .trigger(&trigger.path, trigger.event, &mut fired);
+            // A watch fires (and a one-shot one is used up) whoever holds it, but the event
+            // reaches only watchers allowed to read the node (ZOOKEEPER-4799).
+            for notification in fired.drain(..) {
+                let identities = self.connection_identities(notification.connection);
+                if arbor_tree::readable_by(&trigger.acl, identities, &self.tree_config) {
+                    notifications.push(notification);
+                }
+            }
         }
         self.deliver(zxid, notifications);
         match &txn.command {

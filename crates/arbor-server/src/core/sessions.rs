@@ -174,7 +174,10 @@ impl Core {
         self.raft.tick();
         self.ticks += 1;
         self.report_touches();
-        if self.ticks.is_multiple_of(self.config.election_timeout_ticks.max(1)) {
+        if self
+            .ticks
+            .is_multiple_of(self.config.election_timeout_ticks.max(1))
+        {
             self.retry_reads();
         }
         self.expire_forwarded();
