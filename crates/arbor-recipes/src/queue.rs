@@ -40,7 +40,10 @@ const EOF_OPCODE: u8 = 0x02;
 pub const ITEMS_PER_NODE_MAX: usize = 1 << 20;
 
 /// Encodes items as Curator's `ItemSerializer` does.
-pub fn encode_items<I, B>(items: I) -> Vec<u8>
+///
+/// # Errors
+/// [`RecipeError::InvalidArgument`] for an item longer than Java's `int` can say.
+pub fn encode_items<I, B>(items: I) -> Result<Vec<u8>>
 where
     I: IntoIterator<Item = B>,
     B: AsRef<[u8]>,
@@ -49,13 +52,14 @@ where
     bytes.extend_from_slice(&ITEM_FORMAT_VERSION.to_be_bytes());
     for item in items {
         let item = item.as_ref();
+        let length = i32::try_from(item.len())
+            .map_err(|_| RecipeError::InvalidArgument("a queue item longer than 2 GiB"))?;
         bytes.push(ITEM_OPCODE);
-        let length = u32::try_from(item.len()).unwrap_or(u32::MAX);
         bytes.extend_from_slice(&length.to_be_bytes());
         bytes.extend_from_slice(item);
     }
     bytes.push(EOF_OPCODE);
-    bytes
+    Ok(bytes)
 }
 
 /// Decodes Curator's `ItemSerializer` frame.
@@ -129,7 +133,7 @@ impl DistributedQueue {
     /// [`RecipeError::Indeterminate`] if the connection dropped before the reply; ZooKeeper
     /// errors.
     pub async fn put(&self, item: &[u8]) -> Result<()> {
-        self.put_node(QUEUE_ITEM_NAME, &encode_items([item])).await
+        self.put_node(QUEUE_ITEM_NAME, &encode_items([item])?).await
     }
 
     /// Appends several items as one node (Curator `putMulti`): they come out together, in
@@ -138,7 +142,7 @@ impl DistributedQueue {
     /// # Errors
     /// As [`DistributedQueue::put`].
     pub async fn put_multi<B: AsRef<[u8]>>(&self, items: &[B]) -> Result<()> {
-        self.put_node(QUEUE_ITEM_NAME, &encode_items(items)).await
+        self.put_node(QUEUE_ITEM_NAME, &encode_items(items)?).await
     }
 
     pub(crate) async fn put_node(&self, name: &str, data: &[u8]) -> Result<()> {
@@ -285,7 +289,7 @@ impl PriorityQueue {
     /// As [`DistributedQueue::put`].
     pub async fn put(&self, item: &[u8], priority: i32) -> Result<()> {
         let name = format!("{QUEUE_ITEM_NAME}{}", priority_to_string(priority));
-        self.queue.put_node(&name, &encode_items([item])).await
+        self.queue.put_node(&name, &encode_items([item])?).await
     }
 
     /// Takes the item with the lowest priority number (oldest first among equals).
@@ -303,7 +307,8 @@ mod tests {
 
     #[test]
     fn item_frames_round_trip() {
-        let bytes = encode_items([b"one".as_slice(), b"".as_slice(), b"three".as_slice()]);
+        let bytes = encode_items([b"one".as_slice(), b"".as_slice(), b"three".as_slice()])
+            .expect("encodes");
         assert_eq!(&bytes[..4], &[0, 1, 0, 1]);
         assert_eq!(*bytes.last().unwrap_or(&0), EOF_OPCODE);
         let items = decode_items(&bytes).expect("decodes");
