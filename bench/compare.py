@@ -331,11 +331,14 @@ class Bench:
         argv = [*self.command, *args, "--quiet", "--json", str(json_path)]
         if label:
             argv += ["--label", label]
+        # No backtraces: the error chain anyhow prints first is what a reader needs.
+        env = dict(os.environ, RUST_BACKTRACE="0", RUST_LIB_BACKTRACE="0")
         result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
+                                text=True, env=env)
         if result.returncode != 0:
             if check:
-                raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.strip()[-800:]}")
+                error = " ".join(result.stderr.split())[:600]
+                raise RuntimeError(f"{self.command_line(args)} failed: {error}")
             return None
         with open(json_path) as f:
             return json.load(f)
