@@ -75,6 +75,8 @@ pub struct Server {
     local_address: SocketAddr,
     /// Keeps the core's peer inbox open (nothing sends on it without a cluster transport).
     _peer_inbox: mpsc::Sender<(u64, bytes::Bytes)>,
+    /// The transport to the other members; none for a standalone server.
+    network: Option<Arc<peer::PeerNetwork>>,
     stop: CancellationToken,
     core: JoinHandle<Result<(), String>>,
     acceptor: JoinHandle<()>,
@@ -98,9 +100,19 @@ impl Server {
         let (inbox_tx, inbox_rx) = mpsc::channel(CORE_INBOX_MAX);
         let (durability_tx, durability_rx) = mpsc::unbounded_channel();
         let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel();
-        // Peers arrive with the cluster transport; a standalone server has none.
-        let (peer_tx, peer_rx) = mpsc::channel(1);
-        let core = Core::new(config.clone(), recovery, durability_tx, caught_up_tx, None);
+        let (peer_tx, peer_rx) = mpsc::channel(PEER_INBOX_MAX);
+        let network = start_peers(&config, peer_tx.clone()).await?;
+        let peer_send = network.clone().map(|network| {
+            Box::new(move |to: u64, payload: bytes::Bytes| network.send(to, payload).is_ok())
+                as core::PeerSend
+        });
+        let core = Core::new(
+            config.clone(),
+            recovery,
+            durability_tx,
+            caught_up_tx,
+            peer_send,
+        );
         let core = tokio::spawn(core.run(inbox_rx, durability_rx, peer_rx));
         // Clients are let in only once the writes committed before a restart are applied
         // again, so a resuming session finds itself and a reader sees every acknowledged write.
@@ -139,6 +151,7 @@ impl Server {
         info!(address = %local_address, data_dir = %config.data_dir.display(), "serving");
         Ok(Server {
             _peer_inbox: peer_tx,
+            network,
             local_address,
             stop,
             core,
@@ -159,11 +172,16 @@ impl Server {
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.stop.cancel();
         let _ = self.acceptor.await;
-        match self.core.await {
+        let result = match self.core.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(ServerError::Storage(reason)),
             Err(error) => Err(ServerError::Storage(error.to_string())),
+        };
+        // The core (and its handle on the transport) is gone: the transport can stop.
+        if let Some(network) = self.network.and_then(|network| Arc::into_inner(network)) {
+            network.shutdown().await;
         }
+        result
     }
 
     /// Waits until the server stops on its own (a fatal storage error) or `stop` fires.
@@ -190,6 +208,7 @@ impl Server {
         info!("shutting down");
         Server {
             _peer_inbox: self._peer_inbox,
+            network: self.network,
             local_address: self.local_address,
             stop: self.stop,
             core,
@@ -198,6 +217,43 @@ impl Server {
         .shutdown()
         .await
     }
+}
+
+/// Messages from peers waiting for the core before the transport stops reading.
+const PEER_INBOX_MAX: usize = 4096;
+
+/// Starts the peer transport of a clustered server.
+async fn start_peers(
+    config: &ServerConfig,
+    inbound: mpsc::Sender<(u64, bytes::Bytes)>,
+) -> Result<Option<Arc<peer::PeerNetwork>>, ServerError> {
+    let Some(me) = config.me().filter(|_| config.is_clustered()) else {
+        return Ok(None);
+    };
+    let peers = config
+        .members
+        .iter()
+        .filter(|member| member.id != me.id)
+        .map(|member| (u64::from(member.id), member.peer_address))
+        .collect();
+    let mut peer_config = peer::PeerConfig::new(
+        config.effective_cluster_id(),
+        u64::from(me.id),
+        me.peer_address,
+        peers,
+    );
+    // A Raft append carries up to about one client frame per entry, in batches of a few.
+    peer_config.frame_bytes_max = peer_config
+        .frame_bytes_max
+        .max(config.frame_size_bytes_max.saturating_mul(4));
+    let network = peer::PeerNetwork::start(peer_config, inbound)
+        .await
+        .map_err(|source| ServerError::Bind {
+            address: me.peer_address,
+            source,
+        })?;
+    info!(address = %network.local_address(), cluster_id = config.effective_cluster_id(), "peer transport listening");
+    Ok(Some(Arc::new(network)))
 }
 
 /// Counts connections per IP and in total, so limits are checked at accept time.

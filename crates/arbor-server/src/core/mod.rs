@@ -11,6 +11,7 @@
 //! entry carries answers its client. A standalone server is a cluster of one voter.
 
 mod cluster;
+pub(crate) use cluster::PeerSend;
 mod introspect;
 mod pipeline;
 mod replies;

@@ -265,6 +265,15 @@ impl Core {
                 self.fatal = Some(error);
                 return;
             }
+            // Committed entries are already durable here and on a quorum: apply (and answer)
+            // them now rather than after this Ready's fsync, which only records the commit
+            // index (replay after a crash re-derives it; a snapshot never outruns it, as
+            // recovery takes the larger of the two).
+            for entry in &ready.committed_entries {
+                self.apply_entry(entry);
+            }
+            self.on_read_states(&ready.read_states);
+            self.check_caught_up();
             let stored_last = self.raft.store().last_index().0;
             let truncate_after = match (&ready.snapshot, ready.entries.first()) {
                 (Some(snapshot), _) => Some(snapshot.metadata.index.0),
@@ -348,7 +357,7 @@ impl Core {
         }
     }
 
-    /// A Ready is durable: record it in the Raft storage, let the acknowledgements go, apply.
+    /// A Ready is durable: record it in the Raft storage and let the acknowledgements go.
     fn on_persisted(&mut self, ready: Ready) {
         {
             let store = self.raft.store_mut();
@@ -364,12 +373,7 @@ impl Core {
         }
         // Votes and append acknowledgements leave only now (thesis §3.8).
         self.send_raft_messages(&ready.persisted_messages);
-        for entry in &ready.committed_entries {
-            self.apply_entry(entry);
-        }
-        self.on_read_states(&ready.read_states);
         self.raft.advance(ready);
-        self.check_caught_up();
         self.maybe_snapshot();
     }
 
