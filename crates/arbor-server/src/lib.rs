@@ -178,7 +178,7 @@ impl Server {
             Err(error) => Err(ServerError::Storage(error.to_string())),
         };
         // The core (and its handle on the transport) is gone: the transport can stop.
-        if let Some(network) = self.network.and_then(|network| Arc::into_inner(network)) {
+        if let Some(network) = self.network.and_then(Arc::into_inner) {
             network.shutdown().await;
         }
         result
