@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -23,6 +23,8 @@ use super::{PeerStream, Shared};
 
 /// The read buffer in front of the socket, so small frames do not cost a read each.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Bytes of a refused dialer's data discarded at most while waiting for it to close.
+const REFUSED_DRAIN_BYTES_MAX: usize = 64 * 1024;
 /// Pause after a failed `accept` (EMFILE and the like) before trying again.
 const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -136,6 +138,7 @@ async fn serve_inbound(
                 intended_node_id = hello.receiver,
                 "refused peer connection"
             );
+            close_after_refusal(stream, &shared).await;
             return;
         }
         Ok(Ok(AcceptOutcome::Refused {
@@ -143,6 +146,7 @@ async fn serve_inbound(
             hello: None,
         })) => {
             warn!(%remote, %reason, "refused peer connection");
+            close_after_refusal(stream, &shared).await;
             return;
         }
         Ok(Ok(AcceptOutcome::Accepted(hello))) => hello,
@@ -164,6 +168,30 @@ async fn serve_inbound(
         }
         InboundEnd::Stopped => debug!(%remote, reason = %end, "peer connection closed"),
         _ => info!(%remote, reason = %end, "peer connection closed"),
+    }
+}
+
+/// Closes a refused connection so that the refusal is read. Closing a socket with unread
+/// bytes (the rest of a hello we stopped reading) sends a reset, which may reach the dialer
+/// before it reads our answer; so: send our FIN, then discard what the dialer still sends
+/// until it closes too, within the connect timeout and [`REFUSED_DRAIN_BYTES_MAX`].
+async fn close_after_refusal(mut stream: TcpStream, shared: &Shared) {
+    let drain = async {
+        stream.shutdown().await?;
+        let mut buffer = [0u8; 512];
+        let mut drained = 0usize;
+        while drained < REFUSED_DRAIN_BYTES_MAX {
+            let read = stream.read(&mut buffer).await?;
+            if read == 0 {
+                break;
+            }
+            drained += read;
+        }
+        std::io::Result::Ok(())
+    };
+    tokio::select! {
+        () = shared.stop.cancelled() => {}
+        _ = tokio::time::timeout(shared.config.connect_timeout, drain) => {}
     }
 }
 

@@ -280,6 +280,9 @@ impl PeerNetwork {
     /// # Errors
     /// `InvalidInput` (carrying a [`PeerConfigError`]) when the configuration is inconsistent;
     /// the bind error when the listen address cannot be bound.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
     pub async fn start(
         config: PeerConfig,
         inbound: mpsc::Sender<(u64, Bytes)>,
@@ -326,7 +329,8 @@ impl PeerNetwork {
 
     /// Queues `payload` for peer `to`'s connection and returns at once: it never blocks on
     /// I/O nor awaits. Payloads to one peer are delivered in the order queued, unless one is
-    /// lost with a broken connection.
+    /// lost with a broken connection. A payload longer than
+    /// [`PeerConfig::queue_bytes_max`] never fits and is always refused as `Full`.
     ///
     /// # Errors
     /// [`SendError::UnknownPeer`] for an id outside the membership (including this node's),
