@@ -161,7 +161,7 @@ pub use leader::Proposed;
 pub use message::{Message, MessageBody, RejectHint};
 pub use progress::ProgressState;
 pub use raft::ReadState;
-pub use raw_node::{RawNode, Ready, Status};
+pub use raw_node::{FollowerProgress, RawNode, Ready, Status};
 pub use storage::{MemStorage, RaftState, Storage};
 pub use types::{
     ConfState, ENTRY_HEADER_BYTES, Entry, EntryKind, HardState, LogIndex, NodeId, Role, Snapshot,

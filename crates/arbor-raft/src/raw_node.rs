@@ -52,6 +52,17 @@ pub struct Ready {
     pub read_states: Vec<ReadState>,
 }
 
+/// What a leader knows of one follower or learner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowerProgress {
+    /// The highest index known to be in the follower's log.
+    pub matched: LogIndex,
+    /// Probe, replicate or snapshot.
+    pub state: crate::progress::ProgressState,
+    /// Whether it was heard from within the current check-quorum period.
+    pub recent_active: bool,
+}
+
 /// A summary of the node's state, for observability and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
@@ -73,6 +84,8 @@ pub struct Status {
     pub last_index: LogIndex,
     /// Membership.
     pub conf_state: ConfState,
+    /// On a leader, what it knows of each other member (for lag metrics); empty otherwise.
+    pub progress: std::collections::BTreeMap<NodeId, FollowerProgress>,
 }
 
 /// One Raft node, driven by the application.
@@ -212,6 +225,25 @@ impl<S: Storage> RawNode<S> {
             applied: self.raft.log.applied,
             last_index: self.raft.log.last_index(),
             conf_state: self.raft.conf.clone(),
+            progress: if self.raft.role == Role::Leader {
+                self.raft
+                    .progress
+                    .iter()
+                    .filter(|(id, _)| **id != self.raft.id)
+                    .map(|(&id, p)| {
+                        (
+                            id,
+                            FollowerProgress {
+                                matched: p.matched,
+                                state: p.state,
+                                recent_active: p.recent_active,
+                            },
+                        )
+                    })
+                    .collect()
+            } else {
+                std::collections::BTreeMap::new()
+            },
         }
     }
 

@@ -315,7 +315,6 @@ async fn lost_create_reply_is_found_again_not_duplicated() {
 /// session's requests behind its pending writes, across connections), so the list shows the
 /// node. arbor answered the read first: the node was missing, then appeared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on arbor (server bug reported by arbor-recipes); passes on ZooKeeper"]
 async fn a_read_after_reconnect_sees_the_sessions_write_sent_before_the_drop() {
     const OPCODE_CREATE2: i32 = 15;
     const ATTEMPTS: usize = 20;

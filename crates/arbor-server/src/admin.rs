@@ -118,7 +118,7 @@ fn server_summary(core: &Core, with_clients: bool) -> String {
     let _ = writeln!(text, "Connections: {}", core.connection_count());
     let _ = writeln!(text, "Outstanding: {}", core.outstanding_requests());
     let _ = writeln!(text, "Zxid: {}", core.tree().last_applied_zxid());
-    let _ = writeln!(text, "Mode: standalone");
+    let _ = writeln!(text, "Mode: {}", core.mode());
     let _ = writeln!(text, "Node count: {}", core.tree().stats().node_count);
     text
 }
@@ -128,7 +128,7 @@ fn monitor(core: &Core) -> String {
     let (min, avg, max) = core.stats.latency_ms();
     let mut rows: Vec<(&str, String)> = vec![
         ("zk_version", format!("{}, built by arbor", version_line())),
-        ("zk_server_state", "standalone".into()),
+        ("zk_server_state", core.mode().into()),
         ("zk_avg_latency", format!("{avg:.4}")),
         ("zk_max_latency", format!("{max:.3}")),
         ("zk_min_latency", format!("{min:.3}")),
@@ -163,6 +163,43 @@ fn monitor(core: &Core) -> String {
         ),
         ("arbor_fsync_batches", core.stats.fsync_batches.to_string()),
     ];
+    let raft = core.raft_status();
+    rows.push(("arbor_raft_term", raft.term.0.to_string()));
+    rows.push(("arbor_raft_commit_index", raft.commit.0.to_string()));
+    rows.push(("arbor_raft_applied_index", raft.applied.0.to_string()));
+    rows.push(("arbor_raft_last_index", raft.last_index.0.to_string()));
+    rows.push((
+        "arbor_raft_leader",
+        raft.leader.map_or(0, |leader| leader.0).to_string(),
+    ));
+    rows.push((
+        "arbor_leader_changes",
+        core.stats.leader_changes.to_string(),
+    ));
+    rows.push((
+        "arbor_peer_messages_dropped",
+        core.stats.peer_messages_dropped.to_string(),
+    ));
+    if !raft.progress.is_empty() {
+        let voters = &raft.conf_state.voters;
+        let followers = raft
+            .progress
+            .keys()
+            .filter(|id| voters.contains(id))
+            .count();
+        let synced = raft
+            .progress
+            .iter()
+            .filter(|(id, p)| voters.contains(id) && p.recent_active)
+            .count();
+        rows.push(("zk_followers", followers.to_string()));
+        rows.push(("zk_synced_followers", synced.to_string()));
+        rows.push(("zk_learners", (raft.progress.len() - followers).to_string()));
+        for (id, progress) in &raft.progress {
+            let lag = raft.last_index.0.saturating_sub(progress.matched.0);
+            rows.push(("arbor_follower_lag", format!("{id}={lag}")));
+        }
+    }
     if let Some(wal) = core.wal_stats() {
         rows.push(("arbor_wal_stats", format!("{wal:?}").replace('\n', " ")));
     }

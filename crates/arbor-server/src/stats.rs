@@ -10,6 +10,7 @@ pub(crate) struct Stats {
     pub sessions_expired: u64,
     pub fsync_batches: u64,
     pub peer_messages_dropped: u64,
+    pub leader_changes: u64,
     latency_count: u64,
     latency_sum_us: u64,
     latency_min_us: u64,

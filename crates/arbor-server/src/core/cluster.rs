@@ -37,6 +37,7 @@ pub(crate) type PeerSend = Box<dyn Fn(u64, Bytes) -> bool + Send>;
 #[derive(Debug)]
 pub(super) struct PendingRead {
     pub connection: ConnectionId,
+    pub session_id: SessionId,
     pub xid: i32,
     pub received: Instant,
     pub path: String,
@@ -151,12 +152,12 @@ impl Core {
         path: String,
         received: Instant,
     ) {
+        // A sync is ordered with the session's other requests, like a write.
+        let Some(session_id) = self.begin_ordered(connection) else {
+            return;
+        };
         let request = self.next_request;
         self.next_request = self.next_request.wrapping_add(1);
-        if let Some(state) = self.connections.get_mut(&connection) {
-            // A sync is ordered with the session's other requests, like a write.
-            state.writes_in_flight += 1;
-        }
         let timeout = Duration::from_millis(
             u64::from(self.config.raft_tick_ms) * self.config.election_timeout_ticks * 4,
         );
@@ -164,6 +165,7 @@ impl Core {
             request,
             PendingRead {
                 connection,
+                session_id,
                 xid,
                 received,
                 path,
@@ -214,12 +216,12 @@ impl Core {
                 let zxid = self.tree.last_applied_zxid().0;
                 let response = Response::Sync(SyncResponse { path: read.path });
                 self.reply(read.connection, read.xid, zxid, Ok(response), read.received);
-                self.write_done(read.connection);
             } else {
                 // No leader confirmed the read in time: like a lost write, the client learns
                 // it by losing the connection and retries elsewhere.
                 self.close_connection(read.connection, "sync timed out without a leader");
             }
+            self.write_done(read.connection, read.session_id);
         }
     }
 

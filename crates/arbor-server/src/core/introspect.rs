@@ -11,6 +11,25 @@ use crate::watches::{ConnectionId, Notification, WatchManager};
 impl Core {
     // ----- accessors for the admin words -------------------------------------------------------
 
+    pub(crate) fn raft_status(&self) -> arbor_raft::Status {
+        self.raft.status()
+    }
+
+    /// ZooKeeper's name for this server's role: standalone, leader, follower or observer.
+    pub(crate) fn mode(&self) -> &'static str {
+        let status = self.raft.status();
+        let me = arbor_raft::NodeId(self.server_id);
+        if !self.config.is_clustered() {
+            "standalone"
+        } else if status.conf_state.learners.contains(&me) {
+            "observer"
+        } else if status.leader == Some(me) {
+            "leader"
+        } else {
+            "follower"
+        }
+    }
+
     pub(crate) fn tree(&self) -> &DataTree {
         &self.tree
     }

@@ -95,6 +95,7 @@ pub(crate) enum Durability {
 enum Waiter {
     Client {
         connection: ConnectionId,
+        session_id: SessionId,
         xid: i32,
         received: Instant,
         close_after: bool,
@@ -168,6 +169,10 @@ pub(crate) struct Core {
     touched: cluster::Touched,
     /// Raft ticks since start.
     ticks: u64,
+    /// Per session, writes and syncs proposed and not yet answered, whichever connection sent
+    /// them: while non-zero the session's later requests wait (FIFO per session, across a
+    /// reconnect too).
+    session_pending: HashMap<SessionId, u32>,
     next_request: u64,
     /// Commands waiting for a leader to be known (bounded by `PARKED_MAX`).
     parked: VecDeque<(Command, Waiter)>,
@@ -240,6 +245,7 @@ impl Core {
             peer_send,
             touched: Default::default(),
             ticks: 0,
+            session_pending: HashMap::new(),
             // Request numbers of this run must not meet those of entries proposed before a
             // restart (they are re-applied from the log): start somewhere random.
             next_request: rand::random::<u64>() >> 1,

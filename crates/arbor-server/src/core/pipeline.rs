@@ -32,7 +32,10 @@ impl Core {
             return;
         };
         state.received += 1;
-        if state.writes_in_flight > 0 || !state.queued.is_empty() {
+        let busy = state
+            .session_id
+            .is_some_and(|session| self.session_pending.get(&session).is_some_and(|&n| n > 0));
+        if busy || !state.queued.is_empty() {
             state.queued.push_back((xid, request, received));
             return;
         }
@@ -114,13 +117,14 @@ impl Core {
         command: Command,
         close_after: bool,
     ) {
-        if let Some(state) = self.connections.get_mut(&connection) {
-            state.writes_in_flight += 1;
-        }
+        let Some(session_id) = self.begin_ordered(connection) else {
+            return;
+        };
         self.propose(
             command,
             Waiter::Client {
                 connection,
+                session_id,
                 xid,
                 received,
                 close_after,
@@ -218,6 +222,7 @@ impl Core {
         match waiter {
             Waiter::Client {
                 connection,
+                session_id,
                 xid,
                 received,
                 ..
@@ -229,8 +234,8 @@ impl Core {
                 } else {
                     let zxid = self.tree.last_applied_zxid().0;
                     self.reply(connection, xid, zxid, Err(code), received);
-                    self.write_done(connection);
                 }
+                self.write_done(connection, session_id);
             }
             Waiter::Connect {
                 connection, reply, ..
@@ -381,6 +386,9 @@ impl Core {
     fn on_soft_state(&mut self, soft_state: SoftState) {
         let me = arbor_raft::NodeId(self.server_id);
         let was_leader = self.leader == Some(me);
+        if soft_state.leader.is_some() && soft_state.leader != self.leader {
+            self.stats.leader_changes += 1;
+        }
         self.leader = soft_state.leader;
         info!(leader = ?soft_state.leader, role = ?soft_state.role, "raft role changed");
         if !was_leader && !self.forwarded.is_empty() {
@@ -551,6 +559,7 @@ impl Core {
         match waiter {
             Some(Waiter::Client {
                 connection,
+                session_id,
                 xid,
                 received,
                 close_after,
@@ -559,7 +568,7 @@ impl Core {
                 if close_after {
                     self.send(connection, Outbound::Close);
                 }
-                self.write_done(connection);
+                self.write_done(connection, session_id);
             }
             Some(Waiter::Connect {
                 connection,
@@ -632,20 +641,46 @@ impl Core {
         }
     }
 
-    /// A write of this connection was applied: serve what queued behind it.
-    pub(super) fn write_done(&mut self, connection: ConnectionId) {
-        let Some(state) = self.connections.get_mut(&connection) else {
-            return;
-        };
-        state.writes_in_flight = state.writes_in_flight.saturating_sub(1);
-        while let Some(state) = self.connections.get_mut(&connection) {
-            if state.writes_in_flight > 0 {
-                break;
+    /// Marks a write or sync of this connection's session as pending; the session's later
+    /// requests wait behind it. None when the connection has no session (any more).
+    pub(super) fn begin_ordered(&mut self, connection: ConnectionId) -> Option<SessionId> {
+        let state = self.connections.get_mut(&connection)?;
+        let session_id = state.session_id?;
+        state.writes_in_flight += 1;
+        *self.session_pending.entry(session_id).or_insert(0) += 1;
+        Some(session_id)
+    }
+
+    /// A write or sync of `session_id` was answered (on `connection`, or dropped with it):
+    /// serve what queued behind it on the session's current connection.
+    pub(super) fn write_done(&mut self, connection: ConnectionId, session_id: SessionId) {
+        if let Some(state) = self.connections.get_mut(&connection) {
+            state.writes_in_flight = state.writes_in_flight.saturating_sub(1);
+        }
+        if let Some(pending) = self.session_pending.get_mut(&session_id) {
+            *pending = pending.saturating_sub(1);
+            if *pending > 0 {
+                return;
             }
+            self.session_pending.remove(&session_id);
+        }
+        let current = self
+            .sessions
+            .get(&session_id)
+            .and_then(|liveness| liveness.connection)
+            .unwrap_or(connection);
+        while self
+            .session_pending
+            .get(&session_id)
+            .is_none_or(|&n| n == 0)
+        {
+            let Some(state) = self.connections.get_mut(&current) else {
+                break;
+            };
             let Some((xid, request, received)) = state.queued.pop_front() else {
                 break;
             };
-            self.process(connection, xid, request, received);
+            self.process(current, xid, request, received);
         }
     }
 
