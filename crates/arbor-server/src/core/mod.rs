@@ -173,6 +173,8 @@ pub(crate) struct Core {
     /// them: while non-zero the session's later requests wait (FIFO per session, across a
     /// reconnect too).
     session_pending: HashMap<SessionId, u32>,
+    /// Set by a graceful stop that waits for a leadership transfer: when to stop anyway.
+    stopping: Option<Instant>,
     next_request: u64,
     /// Commands waiting for a leader to be known (bounded by `PARKED_MAX`).
     parked: VecDeque<(Command, Waiter)>,
@@ -246,6 +248,7 @@ impl Core {
             touched: Default::default(),
             ticks: 0,
             session_pending: HashMap::new(),
+            stopping: None,
             // Request numbers of this run must not meet those of entries proposed before a
             // restart (they are re-applied from the log): start somewhere random.
             next_request: rand::random::<u64>() >> 1,
@@ -336,8 +339,37 @@ impl Core {
                 break;
             }
             self.drive_raft();
+            if let Some(deadline) = self.stopping
+                && (!self.is_leader() || Instant::now() >= deadline)
+            {
+                break;
+            }
         }
         self.finish()
+    }
+
+    /// A graceful stop. A leader with other voters first hands leadership to the most
+    /// up-to-date of them (TimeoutNow), so a rolling restart costs no election timeout; the
+    /// loop ends once leadership moved or after two election timeouts. False: stop now.
+    fn begin_shutdown(&mut self) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        let status = self.raft.status();
+        let successor = status
+            .progress
+            .iter()
+            .filter(|(id, progress)| status.conf_state.is_voter(**id) && progress.recent_active)
+            .max_by_key(|(_, progress)| progress.matched)
+            .map(|(&id, _)| id);
+        let Some(successor) = successor else {
+            return false;
+        };
+        tracing::info!(to = successor.0, "handing over leadership before stopping");
+        self.raft.transfer_leader(successor);
+        let election = u64::from(self.config.raft_tick_ms) * self.config.election_timeout_ticks;
+        self.stopping = Some(Instant::now() + Duration::from_millis(election * 2));
+        true
     }
 
     fn finish(&mut self) -> Result<(), String> {
@@ -383,7 +415,7 @@ impl Core {
                 let text = crate::admin::answer(self, word);
                 let _ = reply.send(text);
             }
-            CoreMessage::Shutdown => return false,
+            CoreMessage::Shutdown => return self.begin_shutdown(),
         }
         true
     }
