@@ -122,6 +122,9 @@ pub struct ServerConfig {
     /// Names the cluster: peers of another cluster are refused, so two clusters never mix.
     /// Derived from the member list when not set.
     pub cluster_id: Option<u64>,
+    /// Serve every data read linearizably (a ReadIndex round first) instead of from the local
+    /// state after the session's own writes (ZooKeeper's sequential consistency).
+    pub linearizable_reads: bool,
     /// Settings read from `-Dkey=value` or a zoo.cfg that arbor stores but does not act on,
     /// kept so `conf` and `envi` can show them.
     pub properties: BTreeMap<String, String>,
@@ -150,6 +153,7 @@ impl Default for ServerConfig {
             ttl_nodes_enabled: true,
             members: Vec::new(),
             cluster_id: None,
+            linearizable_reads: false,
             properties: BTreeMap::new(),
         }
     }

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use arbor_proto::{ErrorCode, Response, SessionId, SyncResponse};
+use arbor_proto::{ErrorCode, Request, Response, SessionId, SyncResponse};
 use arbor_raft::NodeId;
 use arbor_tree::Command;
 use bytes::Bytes;
@@ -40,7 +40,9 @@ pub(super) struct PendingRead {
     pub session_id: SessionId,
     pub xid: i32,
     pub received: Instant,
-    pub path: String,
+    /// The `sync`, or (with linearizable reads on) the read, to answer once the index is
+    /// applied.
+    pub request: Request,
     pub deadline: Instant,
     /// Set once the leader confirmed the index to wait for.
     pub index: Option<u64>,
@@ -145,37 +147,37 @@ impl Core {
     /// `sync`: answered once this server has applied everything committed when the leader
     /// confirmed its leadership (Raft §6.4), so a read after it sees every write completed
     /// before it, whichever server took the write.
-    pub(super) fn start_sync(
+    pub(super) fn start_read_index(
         &mut self,
         connection: ConnectionId,
         xid: i32,
-        path: String,
+        request: Request,
         received: Instant,
     ) {
         // A sync is ordered with the session's other requests, like a write.
         let Some(session_id) = self.begin_ordered(connection) else {
             return;
         };
-        let request = self.next_request;
+        let number = self.next_request;
         self.next_request = self.next_request.wrapping_add(1);
         let timeout = Duration::from_millis(
             u64::from(self.config.raft_tick_ms) * self.config.election_timeout_ticks * 4,
         );
         self.pending_reads.insert(
-            request,
+            number,
             PendingRead {
                 connection,
                 session_id,
                 xid,
                 received,
-                path,
+                request,
                 deadline: Instant::now() + timeout,
                 index: None,
             },
         );
         if let Err(error) = self
             .raft
-            .read_index(Bytes::copy_from_slice(&request.to_le_bytes()))
+            .read_index(Bytes::copy_from_slice(&number.to_le_bytes()))
         {
             debug!(%error, "read index not available yet; retried on the next tick");
         }
@@ -213,9 +215,12 @@ impl Core {
                 continue;
             };
             if read.index.is_some_and(|index| index <= applied) {
+                let result = match read.request {
+                    Request::Sync(sync) => Ok(Response::Sync(SyncResponse { path: sync.path })),
+                    other => self.serve_read(read.connection, read.session_id, other),
+                };
                 let zxid = self.tree.last_applied_zxid().0;
-                let response = Response::Sync(SyncResponse { path: read.path });
-                self.reply(read.connection, read.xid, zxid, Ok(response), read.received);
+                self.reply(read.connection, read.xid, zxid, result, read.received);
             } else {
                 // No leader confirmed the read in time: like a lost write, the client learns
                 // it by losing the connection and retries elsewhere.

@@ -66,7 +66,20 @@ impl Core {
             Request::Check(r) => WriteRequest::Check(r),
             Request::Multi(r) => WriteRequest::Multi(r.ops),
             Request::Sync(r) => {
-                self.start_sync(connection, xid, r.path, received);
+                self.start_read_index(connection, xid, Request::Sync(r), received);
+                return;
+            }
+            // The CAP dial (ARCHITECTURE.md): every data read waits for a ReadIndex round.
+            read @ (Request::Exists(_)
+            | Request::GetData(_)
+            | Request::GetChildren(_)
+            | Request::GetChildren2(_)
+            | Request::GetAcl(_)
+            | Request::GetAllChildrenNumber(_)
+            | Request::MultiRead(_))
+                if self.config.linearizable_reads =>
+            {
+                self.start_read_index(connection, xid, read, received);
                 return;
             }
             Request::CloseSession => {
