@@ -598,6 +598,17 @@ def fmt_us(value):
 # Markdown
 
 
+def reproduce_args(results):
+    """The compare.sh options of a run (older results: derived from mode and rounds)."""
+    if "options" in results:
+        return results["options"]
+    quick = results["mode"] == "quick"
+    args = ["--quick"] if quick else []
+    if results["rounds"] != (1 if quick else 3):
+        args += ["--rounds", str(results["rounds"])]
+    return args
+
+
 def render(results):
     refs = results["references"]
     machine = results["machine"]
@@ -606,7 +617,7 @@ def render(results):
     lines = [BEGIN, "## arbor vs Apache ZooKeeper, side by side", ""]
     mode = results["mode"]
     lines += [
-        f"_Written by `bench/compare.sh{' --quick' if mode == 'quick' else ''}` on "
+        f"_Written by `{' '.join(['bench/compare.sh', *reproduce_args(results)])}` on "
         f"{results['date']} (arbor {machine.get('arbor_commit')}); do not edit by hand, "
         "rerun the script. Raw results: "
         f"`{results['results_file']}`._",
@@ -632,7 +643,7 @@ def render(results):
         f"- Client: `{results['bench_display']}` (the same ZooKeeper-protocol client drives "
         "both); the exact command of each row is in the raw results, e.g. "
         f"`{results['example_command']}`.",
-        f"- Reproduce: `bench/compare.sh{' --quick' if mode == 'quick' else ''}`.",
+        f"- Reproduce: `{' '.join(['bench/compare.sh', *reproduce_args(results)])}`.",
         "",
         "### Physical references (what the numbers are bounded by)",
         "",
@@ -805,8 +816,19 @@ def main():
         all_workloads = [w for w in all_workloads if w[0] in QUICK_SUBSET]
     classes = {name: cls for name, _, cls in all_workloads}
 
+    # The options that shape the measurement, for the "Reproduce" line (not paths or ports).
+    skip_next = {"--bench", "--arbor", "--results", "--markdown", "--work-dir", "--port-base"}
+    shaping, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg.split("=")[0] in skip_next:
+            skip = "=" not in arg
+        else:
+            shaping.append(arg)
     results = {
         "schema": 1,
+        "options": shaping,
         "mode": mode,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "rounds": rounds,
