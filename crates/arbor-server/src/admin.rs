@@ -36,7 +36,7 @@ pub(crate) fn answer(core: &mut Core, word: &'static str) -> String {
             text
         }
         "envi" => environment(),
-        "isro" => "rw".to_owned(),
+        "isro" => if core.serving_read_only() { "ro" } else { "rw" }.to_owned(),
         "wchs" => {
             let watches = core.watches();
             format!(

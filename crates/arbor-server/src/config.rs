@@ -122,6 +122,10 @@ pub struct ServerConfig {
     /// Names the cluster: peers of another cluster are refused, so two clusters never mix.
     /// Derived from the member list when not set.
     pub cluster_id: Option<u64>,
+    /// Serve clients that accept a read-only server while cut off from the quorum
+    /// (ZooKeeper's `readonlymode.enabled`; on by default in arbor, as it only affects
+    /// clients that ask for it).
+    pub read_only_mode_enabled: bool,
     /// Serve every data read linearizably (a ReadIndex round first) instead of from the local
     /// state after the session's own writes (ZooKeeper's sequential consistency).
     pub linearizable_reads: bool,
@@ -154,6 +158,7 @@ impl Default for ServerConfig {
             members: Vec::new(),
             cluster_id: None,
             linearizable_reads: false,
+            read_only_mode_enabled: true,
             properties: BTreeMap::new(),
         }
     }
@@ -405,6 +410,7 @@ impl ServerConfig {
                 self.ttl_nodes_enabled = parse(key, value)?;
             }
             "zookeeper.snapCount" => self.snapshot_every_entries = parse_positive(key, value)?,
+            "readonlymode.enabled" => self.read_only_mode_enabled = parse(key, value)?,
             _ => {
                 self.properties.insert(key.to_owned(), value.to_owned());
                 return Ok(Some(format!("-D{key}={value}: unknown to arbor, ignored")));

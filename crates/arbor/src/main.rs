@@ -27,6 +27,8 @@ enum Command {
     Server(ServerArgs),
     /// A zkCli-style shell: one command with -c, else commands read from standard input.
     Cli(cli::CliArgs),
+    /// A load generator speaking the ZooKeeper protocol (drives arbor and ZooKeeper alike).
+    Bench(arbor_bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Server(args) => run_server(args),
+        Command::Bench(args) => arbor_bench::run(args),
         Command::Cli(args) => match cli::run(args) {
             Ok(status) => return status,
             Err(error) => Err(error),

@@ -21,6 +21,8 @@ impl Core {
         let me = arbor_raft::NodeId(self.server_id);
         if !self.config.is_clustered() {
             "standalone"
+        } else if self.serving_read_only() {
+            "read-only"
         } else if status.conf_state.learners.contains(&me) {
             "observer"
         } else if status.leader == Some(me) {

@@ -127,6 +127,9 @@ struct Connection {
     /// (FIFO per session: a read must see the session's own earlier writes).
     writes_in_flight: u32,
     queued: VecDeque<(i32, Request, Instant)>,
+    /// Accepted by a server cut off from the quorum, for a client that allows read-only
+    /// service: reads are served, writes answered NotReadOnly.
+    read_only: bool,
     received: u64,
     sent: u64,
     established: Instant,
@@ -175,6 +178,8 @@ pub(crate) struct Core {
     session_pending: HashMap<SessionId, u32>,
     /// Set by a graceful stop that waits for a leadership transfer: when to stop anyway.
     stopping: Option<Instant>,
+    /// Since when no leader is known (None while one is).
+    leaderless_since: Option<Instant>,
     next_request: u64,
     /// Commands waiting for a leader to be known (bounded by `PARKED_MAX`).
     parked: VecDeque<(Command, Waiter)>,
@@ -249,6 +254,7 @@ impl Core {
             ticks: 0,
             session_pending: HashMap::new(),
             stopping: None,
+            leaderless_since: Some(now),
             // Request numbers of this run must not meet those of entries proposed before a
             // restart (they are re-applied from the log): start somewhere random.
             next_request: rand::random::<u64>() >> 1,

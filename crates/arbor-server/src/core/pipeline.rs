@@ -55,6 +55,11 @@ impl Core {
         let Some(session_id) = state.session_id else {
             return;
         };
+        if state.read_only && (request.is_write() || matches!(request, Request::Sync(_))) {
+            let zxid = self.tree.last_applied_zxid().0;
+            self.reply(connection, xid, zxid, Err(ErrorCode::NotReadOnly), received);
+            return;
+        }
         let write = match request {
             Request::Create(r) => WriteRequest::Create(r),
             Request::Create2(r) => WriteRequest::Create2(r),
@@ -401,6 +406,15 @@ impl Core {
         let was_leader = self.leader == Some(me);
         if soft_state.leader.is_some() && soft_state.leader != self.leader {
             self.stats.leader_changes += 1;
+        }
+        match soft_state.leader {
+            Some(_) => {
+                self.leaderless_since = None;
+                self.close_read_only_connections();
+            }
+            None => {
+                self.leaderless_since.get_or_insert_with(Instant::now);
+            }
         }
         self.leader = soft_state.leader;
         info!(leader = ?soft_state.leader, role = ?soft_state.role, "raft role changed");

@@ -22,6 +22,79 @@ impl Core {
     // ----- connections and sessions -------------------------------------------------------
 
     #[allow(clippy::too_many_arguments)]
+    /// Whether this server is cut off from the quorum long enough to serve read-only clients
+    /// (ZooKeeper's read-only mode: two election timeouts without a leader).
+    pub(crate) fn serving_read_only(&self) -> bool {
+        let election = u64::from(self.config.raft_tick_ms) * self.config.election_timeout_ticks;
+        self.config.read_only_mode_enabled
+            && self.config.is_clustered()
+            && self.leader.is_none()
+            && self
+                .leaderless_since
+                .is_some_and(|since| since.elapsed() >= Duration::from_millis(election * 2))
+    }
+
+    /// A handshake while cut off from the quorum: only clients that accept a read-only server
+    /// get in, with their session if this server knows it, else with a session local to this
+    /// server (never replicated, gone with the connection).
+    fn connect_read_only(
+        &mut self,
+        connection: ConnectionId,
+        mut state: Connection,
+        request: ConnectRequest,
+        reply: oneshot::Sender<ConnectOutcome>,
+    ) {
+        if request.read_only != Some(true) {
+            let _ = reply.send(ConnectOutcome::Close(
+                "no quorum, and the client does not accept a read-only server",
+            ));
+            return;
+        }
+        let (min, max) = self.config.session_timeout_bounds_ms();
+        let known = self
+            .tree
+            .session(SessionId(request.session_id))
+            .filter(|session| session.password() == request.password.as_ref())
+            .map(|session| {
+                (
+                    session.timeout_ms(),
+                    Bytes::copy_from_slice(session.password()),
+                )
+            });
+        let (session_id, timeout_ms, password) = match known {
+            Some((timeout_ms, password)) => (SessionId(request.session_id), timeout_ms, password),
+            None => {
+                let timeout_ms = (request.timeout_ms.max(0) as u32).clamp(min, max) as i32;
+                let password: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
+                (self.mint_session_id(), timeout_ms, Bytes::from(password))
+            }
+        };
+        state.session_id = Some(session_id);
+        state.read_only = true;
+        info!(peer = %state.peer, session = %session_id, "read-only session");
+        self.connections.insert(connection, state);
+        let _ = reply.send(ConnectOutcome::Accepted(ConnectResponse {
+            protocol_version: 0,
+            timeout_ms,
+            session_id: session_id.0,
+            password,
+            read_only: Some(true),
+        }));
+    }
+
+    /// A quorum is back: read-only clients are sent off to find a read-write server.
+    pub(super) fn close_read_only_connections(&mut self) {
+        let read_only: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.read_only)
+            .map(|(&id, _)| id)
+            .collect();
+        for connection in read_only {
+            self.close_connection(connection, "quorum is back: read-only service ends");
+        }
+    }
+
     pub(super) fn on_connect(
         &mut self,
         connection: ConnectionId,
@@ -54,11 +127,16 @@ impl Core {
             permits,
             writes_in_flight: 0,
             queued: VecDeque::new(),
+            read_only: false,
             received: 1,
             sent: 0,
             established: Instant::now(),
         };
         let read_only = request.read_only;
+        if self.serving_read_only() {
+            self.connect_read_only(connection, state, request, reply);
+            return;
+        }
         if request.session_id != 0 {
             let session_id = SessionId(request.session_id);
             let valid = match (
