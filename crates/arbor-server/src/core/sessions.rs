@@ -21,7 +21,6 @@ use crate::watches::ConnectionId;
 impl Core {
     // ----- connections and sessions -------------------------------------------------------
 
-    #[allow(clippy::too_many_arguments)]
     /// Whether this server is cut off from the quorum long enough to serve read-only clients
     /// (ZooKeeper's read-only mode: two election timeouts without a leader).
     pub(crate) fn serving_read_only(&self) -> bool {
@@ -95,6 +94,7 @@ impl Core {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_connect(
         &mut self,
         connection: ConnectionId,
