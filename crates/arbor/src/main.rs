@@ -1,6 +1,7 @@
 //! The `arbor` binary: `arbor server` runs a node; more subcommands come with their issues.
 
 mod cli;
+mod cluster_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ enum Command {
     Server(ServerArgs),
     /// A zkCli-style shell: one command with -c, else commands read from standard input.
     Cli(cli::CliArgs),
+    /// A local N-node cluster on loopback: prints its connect string; Ctrl-C stops it.
+    Cluster(cluster_cmd::ClusterArgs),
     /// A load generator speaking the ZooKeeper protocol (drives arbor and ZooKeeper alike).
     Bench(arbor_bench::BenchArgs),
 }
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Server(args) => run_server(args),
+        Command::Cluster(args) => cluster_cmd::run(args),
         Command::Bench(args) => arbor_bench::run(args),
         Command::Cli(args) => match cli::run(args) {
             Ok(status) => return status,
