@@ -32,10 +32,14 @@ impl Core {
             return;
         };
         state.received += 1;
+        // Writes enter the log in arrival order, so a write never waits for the session's
+        // earlier writes (pipelining); anything else waits until they are applied, so it sees
+        // them and is answered after them (FIFO per session). Once something waits, everything
+        // after it waits too.
         let busy = state
             .session_id
             .is_some_and(|session| self.session_pending.get(&session).is_some_and(|&n| n > 0));
-        if busy || !state.queued.is_empty() {
+        if !state.queued.is_empty() || (busy && !request.is_write()) {
             state.queued.push_back((xid, request, received));
             return;
         }
@@ -686,24 +690,32 @@ impl Core {
         }
         if let Some(pending) = self.session_pending.get_mut(&session_id) {
             *pending = pending.saturating_sub(1);
-            if *pending > 0 {
-                return;
+            if *pending == 0 {
+                self.session_pending.remove(&session_id);
             }
-            self.session_pending.remove(&session_id);
         }
         let current = self
             .sessions
             .get(&session_id)
             .and_then(|liveness| liveness.connection)
             .unwrap_or(connection);
-        while self
-            .session_pending
-            .get(&session_id)
-            .is_none_or(|&n| n == 0)
-        {
+        loop {
+            let idle = self
+                .session_pending
+                .get(&session_id)
+                .is_none_or(|&n| n == 0);
             let Some(state) = self.connections.get_mut(&current) else {
                 break;
             };
+            // A queued write may go as soon as it is first in line; anything else needs the
+            // session's writes applied.
+            let ready = state
+                .queued
+                .front()
+                .is_some_and(|(_, request, _)| idle || request.is_write());
+            if !ready {
+                break;
+            }
             let Some((xid, request, received)) = state.queued.pop_front() else {
                 break;
             };
