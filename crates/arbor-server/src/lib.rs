@@ -22,6 +22,7 @@ pub mod peer;
 mod reads;
 mod recovery;
 mod stats;
+mod storage;
 mod watches;
 
 use std::collections::HashMap;

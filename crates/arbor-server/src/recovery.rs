@@ -52,7 +52,8 @@ pub(crate) fn recover(config: &ServerConfig) -> Result<Recovery, ServerError> {
                     position: app.position,
                     conf_state: app.conf_state.clone(),
                 },
-                data: Bytes::from(data),
+                // The data stays on disk (see ArborStorage).
+                data: Bytes::new(),
             };
             storage
                 .apply_snapshot(snapshot)
@@ -75,6 +76,7 @@ pub(crate) fn recover(config: &ServerConfig) -> Result<Recovery, ServerError> {
         commit: LogIndex(hard.commit.max(applied_index)),
     });
     let raft_config = raft_config(config);
+    let storage = crate::storage::ArborStorage::new(storage, wal.snapshots());
     let raft = RawNode::new(&raft_config, storage).map_err(|e| fail(format!("raft: {e}")))?;
     info!(
         term = hard.term,

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arbor_log::Wal;
 use arbor_proto::{ConnectRequest, ConnectResponse, Id, Request, SessionId};
-use arbor_raft::{ConfState, MemStorage, RawNode, Ready};
+use arbor_raft::{ConfState, RawNode, Ready};
+
+use crate::storage::ArborStorage;
 use arbor_tree::{Command, DataTree, TreeConfig};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -81,12 +83,11 @@ pub(crate) enum CoreMessage {
 pub(crate) enum Durability {
     /// The Ready being persisted is durable (or the WAL failed).
     Persisted { result: Result<(), String> },
-    /// A snapshot of the tree at `index` was saved (or failed); `data` is its bytes, kept for
-    /// followers that fall behind the compacted log.
+    /// A snapshot of the tree at `index` was saved to disk (or failed).
     Snapshot {
         index: u64,
         conf_state: ConfState,
-        result: Result<bytes::Bytes, String>,
+        result: Result<(), String>,
     },
 }
 
@@ -156,7 +157,7 @@ pub(crate) struct Core {
     durability_tx: mpsc::UnboundedSender<Durability>,
     /// This server's Raft node id (also the top byte of the session ids it mints).
     server_id: u64,
-    raft: RawNode<MemStorage>,
+    raft: RawNode<ArborStorage>,
     /// The Ready whose hard state, entries and snapshot the WAL is making durable; Raft hands
     /// out the next one only after it (one Ready at a time).
     persisting: Option<Ready>,
@@ -208,7 +209,7 @@ pub(crate) struct Recovery {
     pub tree: DataTree,
     pub tree_config: TreeConfig,
     pub wal: Wal,
-    pub raft: RawNode<MemStorage>,
+    pub raft: RawNode<ArborStorage>,
     pub conf_state: ConfState,
     pub applied_index: u64,
     /// The durable commit index: every acknowledged write is at or below it.

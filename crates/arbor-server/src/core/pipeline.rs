@@ -363,13 +363,9 @@ impl Core {
             } => {
                 self.snapshot_in_progress = false;
                 match result {
-                    Ok(data) => {
-                        info!(index, bytes = data.len(), "snapshot saved");
-                        let created = self.raft.store_mut().create_snapshot(
-                            LogIndex(index),
-                            conf_state,
-                            data,
-                        );
+                    Ok(()) => {
+                        info!(index, "snapshot saved");
+                        let created = self.raft.store_mut().compact(LogIndex(index), conf_state);
                         if let Err(error) = created {
                             warn!(%error, index, "snapshot not usable for replication");
                         } else if let Some(wal) = self.wal.as_ref()
@@ -389,7 +385,7 @@ impl Core {
         {
             let store = self.raft.store_mut();
             if let Some(snapshot) = &ready.snapshot
-                && let Err(error) = store.apply_snapshot(snapshot.clone())
+                && let Err(error) = store.apply_snapshot(snapshot)
             {
                 warn!(%error, "stale snapshot ignored");
             }
@@ -753,18 +749,12 @@ impl Core {
         };
         let notify = self.durability_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let mut data = Vec::new();
-            let result = tree
-                .write_snapshot(&mut data)
-                .map_err(|error| error.to_string())
-                .and_then(|()| {
-                    store
-                        .save(&meta, &mut |out: &mut dyn std::io::Write| {
-                            out.write_all(&data)
-                        })
-                        .map_err(|error| error.to_string())
+            // Streamed straight into the snapshot file: no copy of the tree in memory.
+            let result = store
+                .save(&meta, &mut |out: &mut dyn std::io::Write| {
+                    tree.write_snapshot(out)
                 })
-                .map(|()| Bytes::from(data));
+                .map_err(|error| error.to_string());
             let _ = notify.send(Durability::Snapshot {
                 index,
                 conf_state,
