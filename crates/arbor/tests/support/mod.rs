@@ -1,7 +1,9 @@
 //! Shared harness of the integration tests that drive a real `arbor server` process: the
 //! process itself ([`server`]), a raw protocol client for what `zookeeper-client` cannot say
 //! ([`raw`]), and a loopback TCP proxy that can cut a client off while the server stays up
-//! ([`proxy`]).
+//! ([`proxy`]). For replicated arbor: a cluster of server processes with a fault-injecting
+//! proxy on every peer link ([`cluster`]) and writers that load it and remember what was
+//! acknowledged ([`load`]).
 //!
 //! Nothing here sleeps hoping for timing to work out: every wait is for a line, a reply, an
 //! event or a state, bounded by [`WAIT_MAX`] so that a hang becomes a failure with a message.
@@ -9,6 +11,8 @@
 // Each test binary uses part of the harness; the rest would be reported as dead code.
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod load;
 pub mod proxy;
 pub mod raw;
 pub mod server;

@@ -1,0 +1,304 @@
+//! Writers that keep a cluster busy while a test breaks it, and remember what was acknowledged.
+//!
+//! Each writer creates `<prefix>/<name>-<seq>` one after the other on its own
+//! `zookeeper-client` session. A create that fails with ConnectionLoss is retried with the same
+//! path (so NodeExists on a retry means the lost attempt went through: acknowledged); any other
+//! error is recorded. A create still unanswered when the writer stops is *uncertain*: it may or
+//! may not have been applied, and a test may only require that every node agrees on it.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use zookeeper_client as zk;
+
+use super::cluster::{Cluster, children_after_sync};
+use super::persistent;
+
+/// One acknowledged create: when it was sent and when its reply came.
+#[derive(Clone, Copy, Debug)]
+pub struct Ack {
+    /// When the attempt that succeeded was sent.
+    pub sent: Instant,
+    /// When its reply arrived.
+    pub acked: Instant,
+}
+
+/// What a writer did.
+pub struct WriterReport {
+    /// The writer's name (also its path prefix).
+    pub name: String,
+    /// Paths whose create was acknowledged.
+    pub acked: Vec<String>,
+    /// Paths whose create was in flight when the writer stopped.
+    pub uncertain: Vec<String>,
+    /// Errors other than ConnectionLoss, with their path.
+    pub errors: Vec<(String, zk::Error)>,
+    /// ConnectionLoss errors (each retried).
+    pub connection_losses: u32,
+    /// The longest time from sending a create to its acknowledgement.
+    pub latency_max: Duration,
+    /// The writer's client, for checks of its session afterwards.
+    pub client: zk::Client,
+}
+
+struct Writer {
+    name: String,
+    stop: watch::Sender<bool>,
+    acks: Arc<Mutex<Vec<Ack>>>,
+    task: JoinHandle<WriterReport>,
+}
+
+/// Writers running against a cluster.
+pub struct Load {
+    writers: Vec<Writer>,
+}
+
+impl Load {
+    /// Starts one writer per `(name, client)`, writing under `prefix` (which must exist).
+    pub fn start(prefix: &str, clients: Vec<(String, zk::Client)>) -> Load {
+        let writers = clients
+            .into_iter()
+            .map(|(name, client)| {
+                let (stop, stopped) = watch::channel(false);
+                let acks = Arc::new(Mutex::new(Vec::new()));
+                let task = tokio::spawn(write_loop(
+                    format!("{prefix}/{name}"),
+                    name.clone(),
+                    client,
+                    stopped,
+                    acks.clone(),
+                ));
+                Writer {
+                    name,
+                    stop,
+                    acks,
+                    task,
+                }
+            })
+            .collect();
+        Load { writers }
+    }
+
+    /// The writers' names.
+    pub fn names(&self) -> Vec<String> {
+        self.writers.iter().map(|w| w.name.clone()).collect()
+    }
+
+    /// Acknowledgements of writer `name` so far.
+    pub fn acks(&self, name: &str) -> Vec<Ack> {
+        let writer = self
+            .writers
+            .iter()
+            .find(|w| w.name == name)
+            .unwrap_or_else(|| panic!("no writer {name}"));
+        writer.acks.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// The first acknowledgement of writer `name` for a create sent at or after `since`.
+    pub fn first_ack_sent_after(&self, name: &str, since: Instant) -> Option<Ack> {
+        self.acks(name).into_iter().find(|ack| ack.sent >= since)
+    }
+
+    /// Waits until every writer in `names` has an acknowledgement for a create sent after
+    /// `since`; returns, per writer, the time from `since` to that acknowledgement.
+    pub async fn wait_resumed(&self, names: &[String], since: Instant) -> Vec<(String, Duration)> {
+        super::cluster::until("writes to resume on every writer", || async {
+            names
+                .iter()
+                .all(|name| self.first_ack_sent_after(name, since).is_some())
+        })
+        .await;
+        names
+            .iter()
+            .map(|name| {
+                let ack = self
+                    .first_ack_sent_after(name, since)
+                    .expect("an acknowledgement");
+                (name.clone(), ack.acked.duration_since(since))
+            })
+            .collect()
+    }
+
+    /// Waits until every writer has `count` more acknowledgements than now.
+    pub async fn wait_progress(&self, count: usize) {
+        let start: Vec<usize> = self
+            .writers
+            .iter()
+            .map(|w| self.acks(&w.name).len())
+            .collect();
+        super::cluster::until("every writer to make progress", || async {
+            self.writers
+                .iter()
+                .zip(&start)
+                .all(|(w, &before)| self.acks(&w.name).len() >= before + count)
+        })
+        .await;
+    }
+
+    /// Stops writer `name` (its create in flight becomes uncertain).
+    pub fn stop_writer(&self, name: &str) {
+        for writer in &self.writers {
+            if writer.name == name {
+                writer.stop.send_replace(true);
+            }
+        }
+    }
+
+    /// Stops every writer and returns their reports.
+    pub async fn finish(self) -> Vec<WriterReport> {
+        for writer in &self.writers {
+            writer.stop.send_replace(true);
+        }
+        let mut reports = Vec::new();
+        for writer in self.writers {
+            let report = super::within(&format!("writer {} to stop", writer.name), writer.task)
+                .await
+                .expect("a writer task");
+            reports.push(report);
+        }
+        reports
+    }
+}
+
+async fn write_loop(
+    prefix: String,
+    name: String,
+    client: zk::Client,
+    mut stopped: watch::Receiver<bool>,
+    acks: Arc<Mutex<Vec<Ack>>>,
+) -> WriterReport {
+    let mut report = WriterReport {
+        name,
+        acked: Vec::new(),
+        uncertain: Vec::new(),
+        errors: Vec::new(),
+        connection_losses: 0,
+        latency_max: Duration::ZERO,
+        client,
+    };
+    let mut seq: u64 = 0;
+    let mut retrying = false;
+    loop {
+        let path = format!("{prefix}-{seq:08}");
+        if *stopped.borrow() {
+            if retrying {
+                report.uncertain.push(path);
+            }
+            break;
+        }
+        let sent = Instant::now();
+        let result = tokio::select! {
+            result = report.client.create(&path, b"w", &persistent()) => Some(result.map(|_| ())),
+            _ = stopped.changed() => None,
+        };
+        let Some(result) = result else {
+            report.uncertain.push(path);
+            break;
+        };
+        match result {
+            Ok(()) => {}
+            Err(zk::Error::NodeExists) if retrying => {}
+            Err(zk::Error::ConnectionLoss) => {
+                report.connection_losses += 1;
+                retrying = true;
+                if !wait_connected(&report.client, &mut stopped).await {
+                    report.uncertain.push(path);
+                    break;
+                }
+                continue;
+            }
+            Err(error) => {
+                let terminal = matches!(
+                    error,
+                    zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed
+                );
+                report.errors.push((path.clone(), error));
+                if terminal {
+                    break;
+                }
+                retrying = false;
+                seq += 1;
+                continue;
+            }
+        }
+        let acked = Instant::now();
+        report.latency_max = report.latency_max.max(acked.duration_since(sent));
+        report.acked.push(path);
+        if let Ok(mut acks) = acks.lock() {
+            acks.push(Ack { sent, acked });
+        }
+        retrying = false;
+        seq += 1;
+    }
+    report
+}
+
+/// Waits until the client is connected again; false if it stopped or the session ended.
+async fn wait_connected(client: &zk::Client, stopped: &mut watch::Receiver<bool>) -> bool {
+    let mut states = client.state_watcher();
+    loop {
+        match states.peek_state() {
+            zk::SessionState::SyncConnected => return true,
+            zk::SessionState::Disconnected => {}
+            _ => return false,
+        }
+        tokio::select! {
+            _ = states.changed() => {}
+            _ = stopped.changed() => return false,
+        }
+    }
+}
+
+/// Checks, after a `sync` on each node of `ids`, that every acknowledged create of `reports`
+/// is there and that all nodes hold the same children under `prefix`. Returns that set.
+pub async fn verify_acknowledged(
+    cluster: &Cluster,
+    ids: &[u8],
+    prefix: &str,
+    reports: &[WriterReport],
+) -> BTreeSet<String> {
+    let acked: BTreeSet<String> = reports
+        .iter()
+        .flat_map(|r| r.acked.iter())
+        .map(|path| path.rsplit('/').next().unwrap_or(path).to_owned())
+        .collect();
+    let mut reference: Option<(u8, BTreeSet<String>)> = None;
+    for &id in ids {
+        let children = children_after_sync(cluster, id, prefix).await;
+        let missing: Vec<&String> = acked.difference(&children).collect();
+        assert!(
+            missing.is_empty(),
+            "node {id} lacks {} acknowledged writes, e.g. {:?}",
+            missing.len(),
+            missing.iter().take(5).collect::<Vec<_>>()
+        );
+        match &reference {
+            None => reference = Some((id, children)),
+            Some((first, expected)) => assert!(
+                *expected == children,
+                "nodes {first} and {id} disagree on {prefix}: only on {first}: {:?}, only on {id}: {:?}",
+                expected.difference(&children).take(5).collect::<Vec<_>>(),
+                children.difference(expected).take(5).collect::<Vec<_>>()
+            ),
+        }
+    }
+    reference.map(|(_, set)| set).unwrap_or_default()
+}
+
+/// Prints one line per writer (acked, uncertain, connection losses, errors, worst latency).
+pub fn print_reports(label: &str, reports: &[WriterReport]) {
+    for report in reports {
+        println!(
+            "{label}: writer {} acked {} uncertain {} connection_losses {} errors {} latency_max_ms {}",
+            report.name,
+            report.acked.len(),
+            report.uncertain.len(),
+            report.connection_losses,
+            report.errors.len(),
+            report.latency_max.as_millis()
+        );
+    }
+}
