@@ -106,6 +106,12 @@ pub enum Command {
     },
     /// Marks a term's start; changes nothing.
     Noop,
+    /// Leader-proposed when a cluster starts with an empty `/zookeeper/config`: records the
+    /// configured membership (`server.N=` lines); its version becomes this txn's zxid.
+    SetClusterConfig {
+        /// The `server.N=` lines.
+        members: String,
+    },
 }
 
 /// A client write, as decoded from the wire.
@@ -129,6 +135,8 @@ pub enum WriteRequest {
     Check(CheckVersionRequest),
     /// `multi` (14).
     Multi(Vec<MultiOp>),
+    /// `reconfig` (16): changes the membership in `/zookeeper/config`.
+    Reconfig(arbor_proto::ReconfigRequest),
 }
 
 /// A change a watch may be waiting for. The server maps triggers to its watches.

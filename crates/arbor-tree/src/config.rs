@@ -14,6 +14,9 @@ pub struct TreeConfig {
     /// ZooKeeper's default is off; arbor's is on. Session ids with a top byte of `0xff` are
     /// then refused, since they would read as TTL markers (`EphemeralType.java`).
     pub extended_types_enabled: bool,
+    /// ZooKeeper's `reconfigEnabled`: whether `reconfig` may change the membership
+    /// (otherwise it answers ReconfigDisabled). Off by default, as in ZooKeeper.
+    pub reconfig_enabled: bool,
     /// ACL schemes accepted besides `world`, `auth`, `digest` and `ip`, e.g. `x509` or `sasl`
     /// when the server authenticates connections that way (ZooKeeper's
     /// `zookeeper.authProvider.*`). Ids under them match by equality and count as
@@ -26,6 +29,7 @@ impl Default for TreeConfig {
         TreeConfig {
             super_digest: None,
             extended_types_enabled: true,
+            reconfig_enabled: false,
             additional_auth_schemes: Vec::new(),
         }
     }

@@ -47,6 +47,7 @@
 
 mod acl;
 mod auth;
+mod cluster_config;
 mod command;
 mod config;
 mod ephemeral;
@@ -64,6 +65,9 @@ mod tree;
 
 pub use acl::readable_by;
 pub use auth::{authenticate, digest};
+pub use cluster_config::{
+    CONFIG_PATH, ClusterConfig, ClusterMember, ClusterRole, ConfigParseError,
+};
 pub use command::{Applied, Command, Txn, TxnError, WatchTrigger, WriteRequest};
 pub use config::TreeConfig;
 pub use session::Session;

@@ -107,6 +107,8 @@ fn op_result(op: &MultiOp, outcome: Outcome) -> OpResult {
         Outcome::Deleted => OpResult::Delete,
         Outcome::DataSet { stat } => OpResult::SetData { stat },
         Outcome::Checked => OpResult::Check,
-        Outcome::AclSet { .. } => panic!("setACL is not a multi operation"),
+        Outcome::AclSet { .. } | Outcome::Reconfigured { .. } => {
+            panic!("setACL and reconfig are not multi operations")
+        }
     }
 }

@@ -51,6 +51,7 @@ pub(crate) enum Outcome {
     DataSet { stat: Stat },
     AclSet { stat: Stat },
     Checked,
+    Reconfigured { data: Vec<u8>, stat: Stat },
 }
 
 pub(crate) type OpResult = Result<(Outcome, Vec<WatchTrigger>), ErrorCode>;
@@ -329,4 +330,71 @@ pub(crate) fn delete_empty_container(
     let triggers = deletion_triggers(state, &key.path(), &key.parent);
     state.remove_node(&key, zxid);
     Ok(triggers)
+}
+
+/// `reconfig` (PrepRequestProcessor, OpCode.reconfig): WRITE on `/zookeeper/config` (so by
+/// default only the super user), the expected config version, then the new membership.
+pub(crate) fn reconfig(
+    state: &mut State,
+    env: &Env<'_>,
+    request: &arbor_proto::ReconfigRequest,
+) -> OpResult {
+    use crate::cluster_config::{CONFIG_PATH, ClusterConfig};
+    if !env.config.reconfig_enabled {
+        return Err(ErrorCode::ReconfigDisabled);
+    }
+    let (key, node) = state.get_entry(CONFIG_PATH).ok_or(ErrorCode::NoNode)?;
+    check_acl(state.acl_of(node), perms::WRITE, env.identities, env.config)?;
+    let text = std::str::from_utf8(node.data()).map_err(|_| ErrorCode::RuntimeInconsistency)?;
+    let current = ClusterConfig::parse(text).map_err(|_| ErrorCode::RuntimeInconsistency)?;
+    if current.members.is_empty() {
+        // A standalone server has no membership to change.
+        return Err(ErrorCode::Unimplemented);
+    }
+    if request.cur_config_id != -1 && request.cur_config_id != current.version {
+        return Err(ErrorCode::BadVersion);
+    }
+    let mut next = current
+        .reconfigured(
+            &request.joining_servers,
+            &request.leaving_servers,
+            &request.new_members,
+        )
+        .map_err(|_| ErrorCode::BadArguments)?;
+    next.version = env.zxid;
+    let key = key.clone();
+    let data = next.to_text().into_bytes();
+    let version = node.version.wrapping_add(1);
+    let stat = state.set_data(&key, Some(&data), version, env.zxid, env.time_ms);
+    let triggers = vec![WatchTrigger::new(
+        CONFIG_PATH,
+        EventType::NodeDataChanged,
+        state.shared_acl_at(CONFIG_PATH),
+    )];
+    Ok((Outcome::Reconfigured { data, stat }, triggers))
+}
+
+/// `SetClusterConfig`: the configured membership of a starting cluster.
+///
+/// # Errors
+/// BadArguments when the lines do not parse.
+pub(crate) fn set_cluster_config(
+    state: &mut State,
+    zxid: i64,
+    time_ms: i64,
+    members: &str,
+) -> Result<Vec<WatchTrigger>, ErrorCode> {
+    use crate::cluster_config::{CONFIG_PATH, ClusterConfig};
+    let mut config = ClusterConfig::parse(members).map_err(|_| ErrorCode::BadArguments)?;
+    config.version = zxid;
+    let (key, node) = state.get_entry(CONFIG_PATH).ok_or(ErrorCode::NoNode)?;
+    let key = key.clone();
+    let version = node.version.wrapping_add(1);
+    let data = config.to_text().into_bytes();
+    state.set_data(&key, Some(&data), version, zxid, time_ms);
+    Ok(vec![WatchTrigger::new(
+        CONFIG_PATH,
+        EventType::NodeDataChanged,
+        state.shared_acl_at(CONFIG_PATH),
+    )])
 }

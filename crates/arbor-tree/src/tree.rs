@@ -130,6 +130,9 @@ impl DataTree {
                 into_applied(ops::delete_empty_container(state, zxid, path))
             }
             Command::Noop => Applied::ok(Response::Empty, Vec::new()),
+            Command::SetClusterConfig { members } => {
+                into_applied(ops::set_cluster_config(state, zxid, txn.time_ms, members))
+            }
         }
     }
 
@@ -234,6 +237,7 @@ fn apply_request(state: &mut State, env: &Env<'_>, request: &WriteRequest) -> Ap
         WriteRequest::SetAcl(r) => ops::set_acl(state, env, &r.path, &r.acl, r.version),
         WriteRequest::Check(r) => ops::check(state, env, &r.path, r.version),
         WriteRequest::Multi(ops) => return apply_multi(state, env, ops),
+        WriteRequest::Reconfig(r) => ops::reconfig(state, env, r),
     };
     match result {
         Ok((outcome, triggers)) => {
@@ -251,6 +255,10 @@ fn response(outcome: Outcome, plain_create: bool) -> Response {
         Outcome::Deleted | Outcome::Checked => Response::Empty,
         Outcome::DataSet { stat } => Response::SetData(SetDataResponse { stat }),
         Outcome::AclSet { stat } => Response::SetAcl(SetAclResponse { stat }),
+        Outcome::Reconfigured { data, stat } => Response::GetData(arbor_proto::GetDataResponse {
+            data: Some(data.into()),
+            stat,
+        }),
     }
 }
 
