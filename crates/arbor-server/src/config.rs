@@ -65,6 +65,10 @@ pub struct Member {
     /// Where its clients connect, if known (shown in `/zookeeper/config`).
     #[serde(default)]
     pub client_address: Option<SocketAddr>,
+    /// ZooKeeper's election port from a `server.N=` line (arbor elects over the peer port;
+    /// kept so `/zookeeper/config` shows the line as written).
+    #[serde(default)]
+    pub election_port: Option<u16>,
     /// Voter or observer.
     #[serde(default)]
     pub role: MemberRole,
@@ -122,6 +126,9 @@ pub struct ServerConfig {
     /// Names the cluster: peers of another cluster are refused, so two clusters never mix.
     /// Derived from the member list when not set.
     pub cluster_id: Option<u64>,
+    /// Whether `reconfig` may change the membership (ZooKeeper's `reconfigEnabled`, off by
+    /// default).
+    pub reconfig_enabled: bool,
     /// Serve clients that accept a read-only server while cut off from the quorum
     /// (ZooKeeper's `readonlymode.enabled`; on by default in arbor, as it only affects
     /// clients that ask for it).
@@ -158,6 +165,7 @@ impl Default for ServerConfig {
             members: Vec::new(),
             cluster_id: None,
             linearizable_reads: false,
+            reconfig_enabled: false,
             read_only_mode_enabled: true,
             properties: BTreeMap::new(),
         }
@@ -179,6 +187,30 @@ impl ServerConfig {
     /// This server's own entry in the member list.
     pub fn me(&self) -> Option<&Member> {
         self.members.iter().find(|m| m.id == self.server_id)
+    }
+
+    /// The `server.N=` lines of the configured members, as `/zookeeper/config` records them.
+    pub fn members_text(&self) -> String {
+        let mut text = String::new();
+        for member in &self.members {
+            let role = match member.role {
+                MemberRole::Participant => "participant",
+                MemberRole::Observer => "observer",
+            };
+            text.push_str(&format!(
+                "server.{}={}:{}:{}:{}",
+                member.id,
+                member.peer_address.ip(),
+                member.peer_address.port(),
+                member.election_port.unwrap_or(0),
+                role
+            ));
+            if let Some(client) = member.client_address {
+                text.push_str(&format!(";{client}"));
+            }
+            text.push('\n');
+        }
+        text
     }
 
     /// Whether this server is part of a cluster (more than one member).
@@ -320,10 +352,10 @@ impl ServerConfig {
                 }
                 // Settings with no meaning for a standalone arbor, accepted silently because
                 // every real zoo.cfg has them.
+                "reconfigEnabled" => config.reconfig_enabled = parse(key, value)?,
                 "initLimit"
                 | "syncLimit"
                 | "standaloneEnabled"
-                | "reconfigEnabled"
                 | "admin.enableServer"
                 | "admin.serverPort"
                 | "autopurge.snapRetainCount"
@@ -467,6 +499,7 @@ fn parse_server_line(id: u64, value: &str) -> Result<Member, ConfigError> {
         id,
         peer_address: SocketAddr::new(host, peer_port),
         client_address,
+        election_port: parts.get(2).and_then(|port| port.parse().ok()),
         role,
     })
 }

@@ -103,16 +103,12 @@ impl Server {
         let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel();
         let (peer_tx, peer_rx) = mpsc::channel(PEER_INBOX_MAX);
         let network = start_peers(&config, peer_tx.clone()).await?;
-        let peer_send = network.clone().map(|network| {
-            Box::new(move |to: u64, payload: bytes::Bytes| network.send(to, payload).is_ok())
-                as core::PeerSend
-        });
         let core = Core::new(
             config.clone(),
             recovery,
             durability_tx,
             caught_up_tx,
-            peer_send,
+            network.clone(),
         );
         let core = tokio::spawn(core.run(inbox_rx, durability_rx, peer_rx));
         // Clients are let in only once the writes committed before a restart are applied

@@ -123,9 +123,6 @@ impl Core {
             // SASL arrives with the "Secure arbor" work; until then a SASL client is told its
             // authentication failed, which is what ZooKeeper answers when SASL is not set up.
             Request::Sasl(_) => Err(ErrorCode::AuthFailed),
-            // Membership changes arrive with replication; ZooKeeper answers the same code when
-            // reconfigEnabled is false.
-            Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
             Request::AddWatch(r) => {
                 let kind = match AddWatchMode::from_i32(r.mode) {
                     Some(AddWatchMode::Persistent) => WatchKind::Persistent,
@@ -182,6 +179,7 @@ impl Core {
             | Request::SetAcl(_)
             | Request::Check(_)
             | Request::Multi(_)
+            | Request::Reconfig(_)
             | Request::CloseSession => Err(ErrorCode::SystemError),
         }
     }

@@ -33,6 +33,7 @@ pub(crate) fn recover(config: &ServerConfig) -> Result<Recovery, ServerError> {
     let tree_config = TreeConfig {
         super_digest: config.super_digest.clone(),
         extended_types_enabled: config.ttl_nodes_enabled,
+        reconfig_enabled: config.reconfig_enabled && config.is_clustered(),
         ..TreeConfig::default()
     };
     let (wal, recovered) =

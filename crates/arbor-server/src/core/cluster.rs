@@ -30,9 +30,6 @@ pub(crate) enum PeerMessage {
     Touch { sessions: Vec<SessionId> },
 }
 
-/// Sends one payload to a peer; false when it could not be queued (Raft tolerates the loss).
-pub(crate) type PeerSend = Box<dyn Fn(u64, Bytes) -> bool + Send>;
-
 /// A `sync` waiting for its read index, then for the state to reach it.
 #[derive(Debug)]
 pub(super) struct PendingRead {
@@ -55,12 +52,12 @@ impl Core {
     }
 
     pub(super) fn send_peer(&mut self, to: u64, message: &PeerMessage) {
-        let Some(send) = self.peer_send.as_ref() else {
+        let Some(network) = self.network.as_ref() else {
             return;
         };
         match postcard::to_allocvec(message) {
             Ok(bytes) => {
-                if !send(to, Bytes::from(bytes)) {
+                if network.send(to, Bytes::from(bytes)).is_err() {
                     self.stats.peer_messages_dropped += 1;
                 }
             }

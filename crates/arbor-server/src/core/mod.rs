@@ -11,8 +11,8 @@
 //! entry carries answers its client. A standalone server is a cluster of one voter.
 
 mod cluster;
-pub(crate) use cluster::PeerSend;
 mod introspect;
+mod membership;
 mod pipeline;
 mod replies;
 mod sessions;
@@ -112,6 +112,8 @@ enum Waiter {
     Expiry {
         session_id: SessionId,
     },
+    /// The first recording of a cluster's membership.
+    Bootstrap,
 }
 
 /// A connection as the core sees it.
@@ -167,8 +169,11 @@ pub(crate) struct Core {
     forwarded: HashMap<u64, Instant>,
     /// `sync` requests waiting on ReadIndex, by request number.
     pending_reads: HashMap<u64, cluster::PendingRead>,
-    /// Sends to peers; none for a standalone server.
-    peer_send: Option<cluster::PeerSend>,
+    /// The transport to the other members; none for a standalone server.
+    network: Option<Arc<crate::peer::PeerNetwork>>,
+    /// A SetClusterConfig proposed and not yet applied (a starting cluster records its
+    /// membership once).
+    config_bootstrap_pending: bool,
     /// Sessions heard from since the last touch report to the leader.
     touched: cluster::Touched,
     /// Raft ticks since start.
@@ -228,7 +233,7 @@ impl Core {
         recovery: Recovery,
         durability_tx: mpsc::UnboundedSender<Durability>,
         caught_up: oneshot::Sender<()>,
-        peer_send: Option<cluster::PeerSend>,
+        network: Option<Arc<crate::peer::PeerNetwork>>,
     ) -> Core {
         let now = Instant::now();
         // ZooKeeper's session id: server id in the top byte, wall-clock milliseconds below
@@ -250,7 +255,8 @@ impl Core {
             waiters: HashMap::new(),
             forwarded: HashMap::new(),
             pending_reads: HashMap::new(),
-            peer_send,
+            network,
+            config_bootstrap_pending: false,
             touched: Default::default(),
             ticks: 0,
             session_pending: HashMap::new(),

@@ -74,6 +74,7 @@ impl Core {
             Request::SetAcl(r) => WriteRequest::SetAcl(r),
             Request::Check(r) => WriteRequest::Check(r),
             Request::Multi(r) => WriteRequest::Multi(r.ops),
+            Request::Reconfig(r) => WriteRequest::Reconfig(r),
             Request::Sync(r) => {
                 self.start_read_index(connection, xid, Request::Sync(r), received);
                 return;
@@ -273,6 +274,7 @@ impl Core {
                     liveness.closing = false;
                 }
             }
+            Waiter::Bootstrap => self.config_bootstrap_pending = false,
         }
     }
 
@@ -441,6 +443,7 @@ impl Core {
             for liveness in self.sessions.values_mut() {
                 liveness.last_heard = now;
             }
+            self.maintain_membership();
         }
         if self.leader.is_some() {
             let parked: Vec<(Command, Waiter)> = self.parked.drain(..).collect();
@@ -581,6 +584,14 @@ impl Core {
             Command::DeleteExpiredTtl { path } | Command::DeleteEmptyContainer { path } => {
                 self.cleanup_pending.remove(path);
             }
+            Command::SetClusterConfig { .. } => {
+                self.config_bootstrap_pending = false;
+                self.on_membership_changed();
+            }
+            Command::Request {
+                request: WriteRequest::Reconfig(_),
+                ..
+            } if applied.result.is_ok() => self.on_membership_changed(),
             _ => {}
         }
         match waiter {
@@ -604,7 +615,10 @@ impl Core {
             }) => {
                 self.session_created(connection, &txn.command, applied.result, reply, read_only);
             }
-            Some(Waiter::Cleanup { .. }) | Some(Waiter::Expiry { .. }) | None => {}
+            Some(Waiter::Cleanup { .. })
+            | Some(Waiter::Expiry { .. })
+            | Some(Waiter::Bootstrap)
+            | None => {}
         }
     }
 

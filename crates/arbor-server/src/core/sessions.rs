@@ -257,6 +257,7 @@ impl Core {
             .is_multiple_of(self.config.election_timeout_ticks.max(1))
         {
             self.retry_reads();
+            self.maintain_membership();
         }
         self.expire_forwarded();
         // Only the leader decides expiry and cleanups, through logged commands (ARCHITECTURE.md,

@@ -1,0 +1,104 @@
+//! Membership: `/zookeeper/config` (replicated, changed by `reconfig`) says who the members
+//! are; the leader makes Raft's membership follow it (joint consensus, any number of servers
+//! at once), and every server points its peer transport at the addresses it lists. A leader
+//! that finds the node empty (a cluster's first start) records the configured members.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use arbor_raft::{ConfChange, ConfChangeSingle, NodeId};
+use arbor_tree::{CONFIG_PATH, ClusterConfig, Command};
+use tracing::{info, warn};
+
+use super::*;
+
+impl Core {
+    /// The membership recorded in `/zookeeper/config`, if any.
+    fn recorded_membership(&self) -> Option<ClusterConfig> {
+        let (data, _) = self.tree.get_data(CONFIG_PATH, &[]).ok()?;
+        let data = data?;
+        let text = std::str::from_utf8(&data).ok()?;
+        let config = ClusterConfig::parse(text).ok()?;
+        (!config.members.is_empty()).then_some(config)
+    }
+
+    /// `/zookeeper/config` changed: re-point the transport, and (leader) move Raft's
+    /// membership towards it.
+    pub(super) fn on_membership_changed(&mut self) {
+        let Some(config) = self.recorded_membership() else {
+            return;
+        };
+        if let Some(network) = self.network.as_ref() {
+            let mut peers = BTreeMap::new();
+            for member in config.members.values() {
+                match resolve(&member.host) {
+                    Some(ip) => {
+                        peers.insert(member.id, SocketAddr::new(ip, member.peer_port));
+                    }
+                    None => {
+                        warn!(member = member.id, host = %member.host, "cannot resolve member host; not dialling it")
+                    }
+                }
+            }
+            network.set_peers(peers);
+        }
+        info!(members = config.members.len(), version = %format!("{:x}", config.version), "membership recorded");
+        self.maintain_membership();
+    }
+
+    /// Leader duties, run on election, after a membership change and periodically: record the
+    /// configured members if the config node is empty, and make Raft's membership match it.
+    pub(super) fn maintain_membership(&mut self) {
+        if !self.is_leader() || !self.config.is_clustered() {
+            return;
+        }
+        let Some(recorded) = self.recorded_membership() else {
+            if !self.config_bootstrap_pending {
+                self.config_bootstrap_pending = true;
+                let members = self.config.members_text();
+                self.propose(Command::SetClusterConfig { members }, Waiter::Bootstrap);
+            }
+            return;
+        };
+        let status = self.raft.status();
+        if status.conf_state.is_joint() {
+            // The leader finishes the joint phase on its own; look again later.
+            return;
+        }
+        let want_voters: BTreeSet<NodeId> = recorded.participants().map(NodeId).collect();
+        let want_learners: BTreeSet<NodeId> = recorded.observers().map(NodeId).collect();
+        let have = &status.conf_state;
+        let mut changes = Vec::new();
+        for &id in &want_voters {
+            if !have.voters.contains(&id) {
+                changes.push(ConfChangeSingle::AddVoter(id));
+            }
+        }
+        for &id in &want_learners {
+            if !have.learners.contains(&id) {
+                changes.push(ConfChangeSingle::AddLearner(id));
+            }
+        }
+        for &id in have.voters.iter().chain(have.learners.iter()) {
+            if !want_voters.contains(&id) && !want_learners.contains(&id) {
+                changes.push(ConfChangeSingle::Remove(id));
+            }
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let change = ConfChange { changes };
+        match self.raft.propose_conf_change(&change) {
+            Ok(_) => info!(?change, "membership change proposed"),
+            Err(error) => warn!(%error, ?change, "membership change not proposed yet; retried"),
+        }
+    }
+}
+
+/// The address a config line's host names: an IP, or `localhost`.
+fn resolve(host: &str) -> Option<IpAddr> {
+    if host == "localhost" {
+        return Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    host.parse().ok()
+}
