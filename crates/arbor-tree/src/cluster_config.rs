@@ -211,17 +211,24 @@ impl ClusterConfig {
         };
         let mut next = if new_members.trim().is_empty() {
             let mut next = self.clone();
+            // Leaving ids that are not members are ignored, as ZooKeeper does.
             for id in split(leaving) {
-                let parsed: Option<u64> = id.parse().ok();
-                if parsed.and_then(|id| next.members.remove(&id)).is_none() {
-                    return Err(ConfigParseError {
-                        text: id,
-                        reason: "leaving server is not a member",
-                    });
-                }
+                let parsed: u64 = id.parse().map_err(|_| ConfigParseError {
+                    text: id.clone(),
+                    reason: "leaving server id is not a number",
+                })?;
+                next.members.remove(&parsed);
             }
             for line in split(joining) {
                 let member = ClusterMember::parse_line(&line)?;
+                // A joiner needs its client address (ZooKeeper: "each server should have at
+                // least 3 ports specified").
+                if member.client.is_none() {
+                    return Err(ConfigParseError {
+                        text: line,
+                        reason: "a joining server needs its client address after ';'",
+                    });
+                }
                 next.members.insert(member.id, member);
             }
             next
@@ -233,10 +240,11 @@ impl ClusterConfig {
             }
             next
         };
-        if next.participants().next().is_none() {
+        // ZooKeeper (standaloneEnabled, its default) wants at least two voters after a reconfig.
+        if next.participants().count() < 2 {
             return Err(ConfigParseError {
                 text: next.to_text(),
-                reason: "the new membership has no participant",
+                reason: "the new membership must have at least two participants",
             });
         }
         next.version = self.version;
@@ -277,15 +285,23 @@ mod tests {
             ClusterConfig::parse("server.1=a:1:2\nserver.2=b:1:2\nversion=100000003").unwrap();
         assert_eq!(config.version, 0x1_0000_0003);
         let added = config
-            .reconfigured("server.3=c:1:2:observer", "", "")
+            .reconfigured("server.3=c:1:2:observer;2181", "", "")
             .unwrap();
         assert_eq!(added.observers().collect::<Vec<_>>(), vec![3]);
         let removed = added.reconfigured("", "3", "").unwrap();
         assert_eq!(removed.members.len(), 2);
-        assert!(added.reconfigured("", "9", "").is_err());
+        assert_eq!(
+            added.reconfigured("", "9", "").unwrap(),
+            added,
+            "unknown leaver ignored"
+        );
         assert!(
-            config.reconfigured("", "1,2", "").is_err(),
-            "no participant left"
+            config.reconfigured("server.3=c:1:2", "", "").is_err(),
+            "joiner without client port"
+        );
+        assert!(
+            config.reconfigured("", "1", "").is_err(),
+            "fewer than two participants left"
         );
         let text = removed.to_text();
         assert!(text.ends_with("version=100000003"), "{text}");

@@ -340,11 +340,12 @@ pub(crate) fn reconfig(
     request: &arbor_proto::ReconfigRequest,
 ) -> OpResult {
     use crate::cluster_config::{CONFIG_PATH, ClusterConfig};
+    // The order of ZooKeeper's checks, which clients observe: enabled, standalone, version,
+    // input, then the ACL last.
     if !env.config.reconfig_enabled {
         return Err(ErrorCode::ReconfigDisabled);
     }
     let (key, node) = state.get_entry(CONFIG_PATH).ok_or(ErrorCode::NoNode)?;
-    check_acl(state.acl_of(node), perms::WRITE, env.identities, env.config)?;
     let text = std::str::from_utf8(node.data()).map_err(|_| ErrorCode::RuntimeInconsistency)?;
     let current = ClusterConfig::parse(text).map_err(|_| ErrorCode::RuntimeInconsistency)?;
     if current.members.is_empty() {
@@ -361,11 +362,12 @@ pub(crate) fn reconfig(
             &request.new_members,
         )
         .map_err(|_| ErrorCode::BadArguments)?;
+    check_acl(state.acl_of(node), perms::WRITE, env.identities, env.config)?;
     next.version = env.zxid;
     let key = key.clone();
     let data = next.to_text().into_bytes();
-    let version = node.version.wrapping_add(1);
-    let stat = state.set_data(&key, Some(&data), version, env.zxid, env.time_ms);
+    // ZooKeeper writes the config node with version -1 on a reconfig.
+    let stat = state.set_data(&key, Some(&data), -1, env.zxid, env.time_ms);
     let triggers = vec![WatchTrigger::new(
         CONFIG_PATH,
         EventType::NodeDataChanged,

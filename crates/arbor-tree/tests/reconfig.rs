@@ -42,6 +42,19 @@ fn set_cluster_config_records_members_with_its_zxid_as_version() {
 }
 
 #[test]
+fn reconfig_checks_input_and_version_before_the_acl() {
+    let mut harness = cluster();
+    assert_eq!(
+        harness.request(reconfig("some thing", "", -1)).result.err(),
+        Some(ErrorCode::BadArguments)
+    );
+    assert_eq!(
+        harness.request(reconfig("", "", 12345)).result.err(),
+        Some(ErrorCode::BadVersion)
+    );
+}
+
+#[test]
 fn reconfig_needs_write_on_the_config_node() {
     let mut harness = cluster();
     let joining = "server.100=0.0.0.0:1234:2345:observer;0.0.0.0:3456";
@@ -63,7 +76,7 @@ fn reconfig_checks_version_and_input() {
     let mut harness = cluster();
     harness.identities.push(Id::new("super", ""));
     let version = config(&harness).version;
-    let joining = "server.3=127.0.0.1:2890:3890";
+    let joining = "server.3=127.0.0.1:2890:3890;2183";
     assert_eq!(
         harness
             .request(reconfig(joining, "", version + 1))
@@ -76,7 +89,7 @@ fn reconfig_checks_version_and_input() {
         Some(ErrorCode::BadArguments)
     );
     assert_eq!(
-        harness.request(reconfig("", "1,2", -1)).result.err(),
+        harness.request(reconfig("", "1", -1)).result.err(),
         Some(ErrorCode::BadArguments)
     );
     assert!(
