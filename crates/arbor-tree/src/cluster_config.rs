@@ -57,8 +57,10 @@ impl ClusterMember {
             text: value.to_owned(),
             reason,
         };
-        if id == 0 || id > 254 {
-            return Err(invalid("server ids must be within 1..=254"));
+        // Any positive id parses (ZooKeeper's ids are longs); a server refuses at start-up an
+        // id of its own that cannot mint session ids (top byte 1..=254).
+        if id == 0 {
+            return Err(invalid("server ids must be positive"));
         }
         let (server, client) = match value.split_once(';') {
             Some((server, client)) => (server.trim(), Some(client.trim().to_owned())),
