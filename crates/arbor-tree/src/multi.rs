@@ -63,22 +63,23 @@ fn apply_op(state: &mut State, env: &Env<'_>, op: &MultiOp) -> ops::OpResult {
         MultiOp::CreateContainer(r) => {
             ops::create(state, env, &create_args(CreateKind::Container, r))
         }
-        MultiOp::CreateTtl(r) => ops::create(
-            state,
-            env,
-            &CreateArgs {
-                kind: CreateKind::Ttl,
-                path: &r.path,
-                data: r.data.as_deref(),
-                acl: &r.acl,
-                flags: r.flags,
-                ttl_ms: r.ttl,
-            },
-        ),
+        MultiOp::CreateTtl(r) => ops::create(state, env, &ttl_create_args(r)),
         MultiOp::Delete(r) => ops::delete(state, env, &r.path, r.version),
         MultiOp::SetData(r) => ops::set_data(state, env, &r.path, r.data.as_deref(), r.version),
         MultiOp::Check(r) => ops::check(state, env, &r.path, r.version),
         MultiOp::GetChildren(_) | MultiOp::GetData(_) => Err(ErrorCode::MarshallingError),
+    }
+}
+
+/// The arguments of a createTTL request.
+pub(crate) fn ttl_create_args(request: &arbor_proto::CreateTtlRequest) -> CreateArgs<'_> {
+    CreateArgs {
+        kind: CreateKind::Ttl,
+        path: &request.path,
+        data: request.data.as_deref(),
+        acl: &request.acl,
+        flags: request.flags,
+        ttl_ms: request.ttl,
     }
 }
 

@@ -9,7 +9,7 @@ use arbor_proto::{
 
 use crate::command::{Applied, Command, Txn, WriteRequest};
 use crate::config::TreeConfig;
-use crate::multi::{apply_multi, create_args};
+use crate::multi::{apply_multi, create_args, ttl_create_args};
 use crate::ops::{self, CreateArgs, CreateKind, Env, Outcome};
 use crate::session::Session;
 use crate::state::State;
@@ -218,18 +218,7 @@ fn apply_request(state: &mut State, env: &Env<'_>, request: &WriteRequest) -> Ap
         WriteRequest::CreateContainer(r) => {
             ops::create(state, env, &create_args(CreateKind::Container, r))
         }
-        WriteRequest::CreateTtl(r) => ops::create(
-            state,
-            env,
-            &CreateArgs {
-                kind: CreateKind::Ttl,
-                path: &r.path,
-                data: r.data.as_deref(),
-                acl: &r.acl,
-                flags: r.flags,
-                ttl_ms: r.ttl,
-            },
-        ),
+        WriteRequest::CreateTtl(r) => ops::create(state, env, &ttl_create_args(r)),
         WriteRequest::Delete(r) => ops::delete(state, env, &r.path, r.version),
         WriteRequest::SetData(r) => {
             ops::set_data(state, env, &r.path, r.data.as_deref(), r.version)
