@@ -10,7 +10,7 @@ use arbor_proto::{
 use crate::command::{Applied, Command, Txn, WriteRequest};
 use crate::config::TreeConfig;
 use crate::multi::{apply_multi, create_args, ttl_create_args};
-use crate::ops::{self, CreateArgs, CreateKind, Env, Outcome};
+use crate::ops::{self, CreateKind, Env, Outcome};
 use crate::session::Session;
 use crate::state::State;
 
