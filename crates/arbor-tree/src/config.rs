@@ -22,6 +22,11 @@ pub struct TreeConfig {
     /// `zookeeper.authProvider.*`). Ids under them match by equality and count as
     /// authenticated for the `auth` scheme.
     pub additional_auth_schemes: Vec<String>,
+    /// ZooKeeper's `zookeeper.enforceQuota`: whether a create or setData that would take a
+    /// quota'd subtree past its hard limit (`countHardLimit`, `byteHardLimit` in
+    /// `/zookeeper/quota/<path>/zookeeper_limits`) fails with QuotaExceeded. Off by default,
+    /// as in ZooKeeper. Soft limits never fail a write.
+    pub quota_enforced: bool,
 }
 
 impl Default for TreeConfig {
@@ -31,6 +36,7 @@ impl Default for TreeConfig {
             extended_types_enabled: true,
             reconfig_enabled: false,
             additional_auth_schemes: Vec::new(),
+            quota_enforced: false,
         }
     }
 }

@@ -106,6 +106,10 @@ pub(crate) fn create(state: &mut State, env: &Env<'_>, args: &CreateArgs<'_>) ->
     if matches!(parent.kind(extended), EphemeralType::Session(_)) {
         return Err(ErrorCode::NoChildrenForEphemerals);
     }
+    if env.config.quota_enforced {
+        let data_len = args.data.map_or(0, <[u8]>::len) as i64;
+        state.check_hard_quota(&path, data_len, 1)?;
+    }
     let ephemeral_owner = match args.kind {
         CreateKind::Container => CONTAINER_EPHEMERAL_OWNER,
         // A non-TTL mode with a negative TTL passed validateTTL; ZooKeeper's DataTree then
@@ -182,6 +186,10 @@ pub(crate) fn set_data(
     validate_path(path)?;
     let (key, node) = state.get_entry(path).ok_or(ErrorCode::NoNode)?;
     check_acl(state.acl_of(node), perms::WRITE, env.identities, env.config)?;
+    if env.config.quota_enforced {
+        let bytes_diff = data.map_or(0, <[u8]>::len) as i64 - node.data().len() as i64;
+        state.check_hard_quota(path, bytes_diff, 0)?;
+    }
     let version = check_version(node.version, version)?;
     let key = key.clone();
     let stat = state.set_data(&key, data, version, env.zxid, env.time_ms);

@@ -3,8 +3,16 @@
 //! quota on `P`; the node `/zookeeper/quota<P>/zookeeper_stats` then holds
 //! `count=<nodes>,bytes=<data bytes>` of the subtree at `P`, updated by every create, delete
 //! and setData below `P` (of the deepest quota'd prefix). The stats node's data changes
-//! without a version bump or a watch event, as in ZooKeeper. Limits are not enforced
-//! (ZooKeeper's `zookeeper.enforceQuota` defaults to off).
+//! without a version bump or a watch event, as in ZooKeeper.
+//!
+//! Enforcement (`ZooKeeperServer.checkQuota`, 3.9), with [`TreeConfig::quota_enforced`]: a
+//! create or setData below `P` that would take `P`'s count or bytes past its hard limit
+//! (`countHardLimit`, `byteHardLimit`) fails with QuotaExceeded, checked in apply so every
+//! replica decides alike. A soft limit (`count`, `bytes`) is only compared when no hard limit
+//! of that kind is set, and never fails: the server logs it ([`DataTree::quota_soft_excess`]).
+//!
+//! [`TreeConfig::quota_enforced`]: crate::TreeConfig::quota_enforced
+//! [`DataTree::quota_soft_excess`]: crate::DataTree::quota_soft_excess
 
 use std::sync::Arc;
 
@@ -47,6 +55,70 @@ impl State {
             }
             candidate = parent;
         }
+    }
+
+    /// The limits and current stats of the quota governing `path`, if any.
+    fn quota_of(&self, path: &str) -> Option<(Arc<str>, StatsTrack, StatsTrack)> {
+        let prefix = self.quota_prefix(path)?;
+        let limits = self.get(&format!("{QUOTA_ROOT}{prefix}/{LIMIT_NODE}"))?;
+        let limits = StatsTrack::parse(limits.data())?;
+        let stats = self.get(&format!("{QUOTA_ROOT}{prefix}/{STAT_NODE}"))?;
+        let stats = StatsTrack::parse(stats.data())?;
+        Some((prefix, limits, stats))
+    }
+
+    /// `ZooKeeperServer.checkQuota`'s hard-limit half: QuotaExceeded when adding
+    /// `count_diff` nodes and `bytes_diff` bytes below the quota governing `path` passes a hard
+    /// limit. A quota whose nodes are missing or unparsable limits nothing, as in ZooKeeper.
+    pub(crate) fn check_hard_quota(
+        &self,
+        path: &str,
+        bytes_diff: i64,
+        count_diff: i64,
+    ) -> Result<(), arbor_proto::ErrorCode> {
+        let Some((_, limits, stats)) = self.quota_of(path) else {
+            return Ok(());
+        };
+        let count_hard = limits.get(COUNT_HARD_LIMIT);
+        if count_diff != 0
+            && count_hard > -1
+            && stats.get("count").saturating_add(count_diff) > count_hard
+        {
+            return Err(arbor_proto::ErrorCode::QuotaExceeded);
+        }
+        let bytes_hard = limits.get(BYTE_HARD_LIMIT);
+        if bytes_diff != 0
+            && bytes_hard > -1
+            && stats.get("bytes").saturating_add(bytes_diff) > bytes_hard
+        {
+            return Err(arbor_proto::ErrorCode::QuotaExceeded);
+        }
+        Ok(())
+    }
+
+    /// The soft limit the subtree of `path`'s quota is past, if any (soft limits apply only
+    /// where no hard limit of the same kind is set).
+    pub(crate) fn quota_soft_excess(&self, path: &str) -> Option<QuotaExcess> {
+        let (prefix, limits, stats) = self.quota_of(path)?;
+        let over = |soft: &str, hard: &str, current: &str| {
+            let limit = limits.get(soft);
+            let value = stats.get(current);
+            (limit > -1 && limits.get(hard) <= -1 && value > limit).then_some((value, limit))
+        };
+        if let Some((current, limit)) = over("count", COUNT_HARD_LIMIT, "count") {
+            return Some(QuotaExcess {
+                quota_path: prefix.to_string(),
+                kind: QuotaKind::Count,
+                current,
+                limit,
+            });
+        }
+        over("bytes", BYTE_HARD_LIMIT, "bytes").map(|(current, limit)| QuotaExcess {
+            quota_path: prefix.to_string(),
+            kind: QuotaKind::Bytes,
+            current,
+            limit,
+        })
     }
 
     /// After a node is created (`DataTree.createNode`'s tail).
@@ -159,6 +231,33 @@ impl State {
         }
         (count, bytes)
     }
+}
+
+/// `StatsTrack`'s key of the hard node-count limit.
+const COUNT_HARD_LIMIT: &str = "countHardLimit";
+/// `StatsTrack`'s key of the hard byte limit.
+const BYTE_HARD_LIMIT: &str = "byteHardLimit";
+
+/// Which quota a subtree is past.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaKind {
+    /// The number of nodes (`-n`).
+    Count,
+    /// The bytes of data (`-b`).
+    Bytes,
+}
+
+/// A subtree past its soft quota (for the server's log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaExcess {
+    /// The quota'd path.
+    pub quota_path: String,
+    /// Count or bytes.
+    pub kind: QuotaKind,
+    /// The subtree's current count or bytes.
+    pub current: i64,
+    /// The soft limit.
+    pub limit: i64,
 }
 
 /// ZooKeeper's `StatsTrack`: `key=value` pairs separated by `,` or `;`.

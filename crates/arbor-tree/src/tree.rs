@@ -154,6 +154,12 @@ impl DataTree {
             .map(|(id, session)| (*id, session))
     }
 
+    /// The soft quota the subtree governing `path` is past, if any: the server logs it
+    /// after a write (soft quotas never fail one; see [`TreeConfig::quota_enforced`]).
+    pub fn quota_soft_excess(&self, path: &str) -> Option<crate::QuotaExcess> {
+        self.state.quota_soft_excess(path)
+    }
+
     /// The `mntr` counters.
     pub fn stats(&self) -> TreeStats {
         TreeStats {
