@@ -26,6 +26,12 @@ pub struct Bugs {
     pub lease_survives_transfer: bool,
     /// Pitfall 2: append acknowledgements leave before the entries are durable.
     pub ack_before_persist: bool,
+    /// Snapshot flow control: the leader sends every chunk at once, ignoring the window
+    /// (what this crate once did; a large snapshot then overflows the transport's queue).
+    pub snapshot_unbounded_window: bool,
+    /// Snapshot flow control: the leader ignores a follower reporting less than it
+    /// acknowledged before, so a follower that restarted mid-transfer never gets the start.
+    pub snapshot_ignores_follower_restart: bool,
 }
 
 impl Bugs {

@@ -53,8 +53,24 @@ pub struct Config {
     pub uncommitted_entries_max: u64,
     /// Maximum bytes of committed entries handed out in one Ready.
     pub committed_bytes_per_ready_max: u64,
-    /// Maximum bytes of snapshot data in one snapshot message.
+    /// Maximum bytes of snapshot data in one snapshot message (chunk).
     pub snapshot_chunk_bytes_max: u64,
+    /// Leader: maximum snapshot chunks sent to one follower and not yet acknowledged.
+    pub snapshot_inflight_chunks_max: usize,
+    /// Leader: maximum snapshot bytes sent to one follower and not yet acknowledged. Must be
+    /// at least `snapshot_chunk_bytes_max`; keep it well below what the transport queues per
+    /// peer, or chunks are dropped by the transport and only the retry timer recovers them.
+    pub snapshot_inflight_bytes_max: u64,
+    /// Leader: ticks after which the oldest unacknowledged snapshot chunk is sent again.
+    pub snapshot_chunk_timeout_ticks: u64,
+    /// Leader: ticks to wait before offering a snapshot again after a follower refused it
+    /// (too large for it). A snapshot storage could not produce is retried after
+    /// `election_timeout_ticks`.
+    pub snapshot_refused_retry_ticks: u64,
+    /// Follower: the largest snapshot it accepts. The size is announced with every chunk; a
+    /// larger snapshot is refused (and logged) before any of it is buffered, so this also caps
+    /// the reassembly buffer.
+    pub snapshot_bytes_max: u64,
     /// Maximum pending read requests (ReadIndex) at the leader or waiting on a follower.
     pub pending_reads_max: usize,
 }
@@ -80,6 +96,11 @@ impl Config {
             uncommitted_entries_max: 100_000,
             committed_bytes_per_ready_max: 16 * 1024 * 1024,
             snapshot_chunk_bytes_max: 1024 * 1024,
+            snapshot_inflight_chunks_max: 8,
+            snapshot_inflight_bytes_max: 8 * 1024 * 1024,
+            snapshot_chunk_timeout_ticks: 10,
+            snapshot_refused_retry_ticks: 1200,
+            snapshot_bytes_max: 4 * 1024 * 1024 * 1024,
             pending_reads_max: 10_000,
         }
     }
@@ -120,6 +141,22 @@ impl Config {
         }
         if self.uncommitted_entries_max == 0 || self.uncommitted_bytes_max == 0 {
             return Err(ConfigError::Invalid("uncommitted limits must be > 0"));
+        }
+        if self.snapshot_inflight_chunks_max == 0 {
+            return Err(ConfigError::Invalid(
+                "snapshot_inflight_chunks_max must be > 0",
+            ));
+        }
+        if self.snapshot_inflight_bytes_max < self.snapshot_chunk_bytes_max {
+            return Err(ConfigError::Invalid(
+                "snapshot_inflight_bytes_max must be at least snapshot_chunk_bytes_max",
+            ));
+        }
+        if self.snapshot_chunk_timeout_ticks == 0 || self.snapshot_refused_retry_ticks == 0 {
+            return Err(ConfigError::Invalid("snapshot timeouts must be > 0"));
+        }
+        if self.snapshot_bytes_max == 0 {
+            return Err(ConfigError::Invalid("snapshot_bytes_max must be > 0"));
         }
         if self.pending_reads_max == 0 {
             return Err(ConfigError::Invalid("pending_reads_max must be > 0"));

@@ -1,14 +1,10 @@
 //! The follower's side: accepting appends (with the log-matching checks), heartbeats and
-//! snapshots sent in chunks.
-
-use std::collections::BTreeMap;
-
-use bytes::Bytes;
+//! installing a snapshot (its chunks are assembled in `snapshot_receive.rs`).
 
 use crate::message::{MessageBody, RejectHint};
-use crate::raft::{IncomingSnapshot, Raft};
+use crate::raft::Raft;
 use crate::storage::Storage;
-use crate::types::{Entry, LogIndex, NodeId, Snapshot, SnapshotMetadata, Term};
+use crate::types::{Entry, LogIndex, NodeId, Snapshot, Term};
 
 impl<S: Storage> Raft<S> {
     pub(crate) fn handle_append(
@@ -80,94 +76,9 @@ impl<S: Storage> Raft<S> {
         );
     }
 
-    pub(crate) fn handle_snapshot_chunk(
-        &mut self,
-        from: NodeId,
-        metadata: SnapshotMetadata,
-        offset: u64,
-        data: &[u8],
-        done: bool,
-    ) {
-        if metadata.index <= self.log.committed {
-            self.incoming_snapshot = None;
-            let committed = self.log.committed;
-            self.send(
-                from,
-                MessageBody::AppendResponse {
-                    index: committed,
-                    reject: None,
-                },
-            );
-            return;
-        }
-        let same = self.incoming_snapshot.as_ref().is_some_and(|s| {
-            s.metadata.index == metadata.index && s.metadata.term == metadata.term
-        });
-        if !same {
-            let newer = self
-                .incoming_snapshot
-                .as_ref()
-                .is_none_or(|s| metadata.index >= s.metadata.index);
-            if !newer {
-                return;
-            }
-            self.incoming_snapshot = Some(IncomingSnapshot {
-                metadata,
-                chunks: BTreeMap::new(),
-                total_bytes: None,
-            });
-        }
-        let Some(incoming) = self.incoming_snapshot.as_mut() else {
-            return;
-        };
-        incoming.chunks.insert(offset, Bytes::copy_from_slice(data));
-        if done {
-            incoming.total_bytes = Some(offset + data.len() as u64);
-        }
-        let Some(total) = incoming.total_bytes else {
-            return;
-        };
-        // Complete when the chunks cover [0, total) without a gap.
-        let mut covered = 0u64;
-        for (&at, chunk) in &incoming.chunks {
-            if at > covered {
-                return;
-            }
-            covered = covered.max(at + chunk.len() as u64);
-        }
-        if covered < total {
-            return;
-        }
-        let Some(incoming) = self.incoming_snapshot.take() else {
-            return;
-        };
-        let mut bytes = Vec::with_capacity(total as usize);
-        for (at, chunk) in incoming.chunks {
-            let have = bytes.len() as u64;
-            if at + chunk.len() as u64 <= have {
-                continue;
-            }
-            bytes.extend_from_slice(&chunk[(have - at) as usize..]);
-        }
-        bytes.truncate(total as usize);
-        let snapshot = Snapshot {
-            metadata: incoming.metadata,
-            data: bytes.into(),
-        };
-        self.restore(snapshot);
-        let index = self.log.committed;
-        self.send(
-            from,
-            MessageBody::AppendResponse {
-                index,
-                reject: None,
-            },
-        );
-    }
-
     /// Installs a snapshot from the leader, unless our log already has its last entry (then
     /// only commit moves, and the entries after it are kept).
-    fn restore(&mut self, snapshot: Snapshot) {
+    pub(crate) fn restore(&mut self, snapshot: Snapshot) {
         let meta = &snapshot.metadata;
         if self.log.match_term(meta.index, meta.term) {
             self.log.commit_to(meta.index);

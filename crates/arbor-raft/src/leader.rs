@@ -1,5 +1,6 @@
 //! The leader's side: proposals, replication with flow control, commitment, heartbeats,
-//! check-quorum, leadership transfer and snapshots to followers that fell behind.
+//! check-quorum and leadership transfer. Sending snapshots to followers that fell behind
+//! the log is in `snapshot_send.rs`.
 
 use bytes::Bytes;
 
@@ -160,6 +161,20 @@ impl<S: Storage> Raft<S> {
                 sent_tick,
                 read_round,
             } => self.handle_heartbeat_response(from, sent_tick, read_round),
+            MessageBody::SnapshotAck {
+                snapshot_index,
+                snapshot_term,
+                seq,
+                received_bytes,
+                refused,
+            } => self.handle_snapshot_ack(
+                from,
+                snapshot_index,
+                snapshot_term,
+                seq,
+                received_bytes,
+                refused,
+            ),
             MessageBody::ReadIndex { context }
                 if self.read_index(context.clone(), Some(from)).is_err() =>
             {
@@ -208,21 +223,7 @@ impl<S: Storage> Raft<S> {
                 return;
             }
         }
-        let retry: Vec<NodeId> = self
-            .progress
-            .iter_mut()
-            .filter(|(_, pr)| pr.state == ProgressState::Snapshot)
-            .filter_map(|(id, pr)| {
-                pr.snapshot_ticks += 1;
-                (pr.snapshot_ticks > self.cfg.election_timeout_ticks).then_some(*id)
-            })
-            .collect();
-        for id in retry {
-            // The snapshot or its answer was lost: find the follower's position again.
-            if let Some(pr) = self.progress.get_mut(&id) {
-                pr.become_probe();
-            }
-        }
+        self.tick_snapshot_transfers();
         if self.heartbeat_elapsed >= self.cfg.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
             self.broadcast_heartbeat(0);
@@ -307,39 +308,6 @@ impl<S: Storage> Raft<S> {
             },
         );
         true
-    }
-
-    /// Sends the latest snapshot to `to` in chunks of at most `snapshot_chunk_bytes_max`.
-    fn send_snapshot(&mut self, to: NodeId) {
-        let snapshot = match self.log.snapshot() {
-            Ok(s) => s,
-            // Not ready yet: the next heartbeat response retries.
-            Err(_) => return,
-        };
-        let index = snapshot.metadata.index;
-        if let Some(pr) = self.progress.get_mut(&to) {
-            pr.become_snapshot(index);
-        }
-        let chunk = self.cfg.snapshot_chunk_bytes_max as usize;
-        let data = snapshot.data;
-        let mut offset = 0usize;
-        loop {
-            let end = (offset + chunk).min(data.len());
-            let done = end == data.len();
-            self.send(
-                to,
-                MessageBody::Snapshot {
-                    metadata: snapshot.metadata.clone(),
-                    offset: offset as u64,
-                    data: data.slice(offset..end),
-                    done,
-                },
-            );
-            if done {
-                break;
-            }
-            offset = end;
-        }
     }
 
     fn handle_append_response(

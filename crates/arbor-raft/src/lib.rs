@@ -148,6 +148,8 @@ mod raft_log;
 mod raw_node;
 mod read;
 mod rng;
+mod snapshot_receive;
+mod snapshot_send;
 mod storage;
 mod types;
 mod zxid;
@@ -158,10 +160,11 @@ pub use conf_change::{CONF_CHANGES_MAX, ConfChange, ConfChangeError, ConfChangeS
 pub use config::{Config, ReadOnlyOption};
 pub use error::{ConfigError, ProposeError, RaftError, ReadError, StepError, StorageError};
 pub use leader::Proposed;
-pub use message::{Message, MessageBody, RejectHint};
+pub use message::{Message, MessageBody, RejectHint, SnapshotRefusal};
 pub use progress::ProgressState;
 pub use raft::ReadState;
 pub use raw_node::{FollowerProgress, RawNode, Ready, Status};
+pub use snapshot_send::SnapshotTransferStatus;
 pub use storage::{MemStorage, RaftState, Storage};
 pub use types::{
     ConfState, ENTRY_HEADER_BYTES, Entry, EntryKind, HardState, LogIndex, NodeId, Role, Snapshot,

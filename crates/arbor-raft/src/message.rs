@@ -30,6 +30,29 @@ pub struct RejectHint {
     pub term: Term,
 }
 
+/// Why a follower will not take a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SnapshotRefusal {
+    /// The announced size exceeds the follower's `snapshot_bytes_max`.
+    TooLarge {
+        /// The snapshot's size.
+        size_bytes: u64,
+        /// The follower's limit.
+        limit_bytes: u64,
+    },
+}
+
+impl std::fmt::Display for SnapshotRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotRefusal::TooLarge {
+                size_bytes,
+                limit_bytes,
+            } => write!(f, "TooLarge({size_bytes}>{limit_bytes})"),
+        }
+    }
+}
+
 /// The payload of a [`Message`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MessageBody {
@@ -87,16 +110,40 @@ pub enum MessageBody {
         /// Whether the vote is granted.
         granted: bool,
     },
-    /// One chunk of a snapshot (InstallSnapshot, Raft §7), sent in order.
+    /// One chunk of a snapshot (InstallSnapshot, Raft §7). The leader keeps a bounded
+    /// window of chunks unacknowledged and resends a chunk whose acknowledgement does not
+    /// come; chunks may arrive in any order, more than once.
     Snapshot {
         /// What the snapshot covers.
         metadata: SnapshotMetadata,
-        /// Offset of `data` within the snapshot's bytes.
+        /// The size of the whole snapshot's data, announced with every chunk so the follower
+        /// can refuse a snapshot too large for it before buffering any of it.
+        total_bytes: u64,
+        /// Offset of `data` within the snapshot's bytes. Invariant (checked by the follower):
+        /// `offset + data.len() <= total_bytes`.
         offset: u64,
         /// The chunk.
         data: Bytes,
-        /// Whether this is the last chunk.
-        done: bool,
+        /// The leader's number for this transmission: every send of a chunk, first or
+        /// repeated, gets a larger one. The follower echoes it, so the leader can tell its
+        /// newest answer from a late one.
+        seq: u64,
+    },
+    /// A follower's answer to a snapshot chunk it is still assembling (once it has them all it
+    /// installs the snapshot and answers with `AppendResponse` instead, after persisting).
+    SnapshotAck {
+        /// The index of the snapshot being acknowledged.
+        snapshot_index: LogIndex,
+        /// The term of the snapshot being acknowledged.
+        snapshot_term: Term,
+        /// The `seq` of the chunk this answers.
+        seq: u64,
+        /// How many bytes from offset 0 the follower holds without a gap (cumulative). It
+        /// can go down: a follower that restarted lost its buffer, and the leader then goes
+        /// back to what it holds.
+        received_bytes: u64,
+        /// `Some` when the follower will not take this snapshot at all.
+        refused: Option<SnapshotRefusal>,
     },
     /// Leadership transfer: campaign now, disregarding the election timer (thesis §3.10).
     TimeoutNow,
@@ -127,6 +174,7 @@ impl MessageBody {
             MessageBody::RequestVoteResponse { pre_vote: true, .. } => "PreVoteResp",
             MessageBody::RequestVoteResponse { .. } => "VoteResp",
             MessageBody::Snapshot { .. } => "Snap",
+            MessageBody::SnapshotAck { .. } => "SnapAck",
             MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
@@ -209,16 +257,30 @@ impl std::fmt::Display for Message {
             }
             MessageBody::Snapshot {
                 metadata,
+                total_bytes,
                 offset,
                 data,
-                done,
+                seq,
             } => write!(
                 f,
-                " Snapshot:{}/{} Offset:{offset} Len:{} Done:{done}",
+                " Snapshot:{}/{} Offset:{offset} Len:{} Total:{total_bytes} Seq:{seq}",
                 metadata.term,
                 metadata.index,
                 data.len()
             ),
+            MessageBody::SnapshotAck {
+                snapshot_index,
+                snapshot_term,
+                seq,
+                received_bytes,
+                refused,
+            } => {
+                write!(f, " Snapshot:{snapshot_term}/{snapshot_index} Seq:{seq}")?;
+                match refused {
+                    None => write!(f, " Received:{received_bytes}"),
+                    Some(refusal) => write!(f, " Refused:{refusal}"),
+                }
+            }
             MessageBody::TimeoutNow => Ok(()),
             MessageBody::ReadIndex { context } => {
                 write!(f, " Ctx:{:?}", String::from_utf8_lossy(context))

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use crate::snapshot_send::OutgoingSnapshot;
 use crate::types::LogIndex;
 
 /// How the leader currently replicates to a follower.
@@ -90,8 +91,14 @@ pub(crate) struct Progress {
     pub(crate) probe_sent: bool,
     /// In snapshot state: the index of the snapshot being sent.
     pub(crate) pending_snapshot: LogIndex,
-    /// In snapshot state: ticks since the snapshot was sent (to retry a lost one).
+    /// In snapshot state: ticks since it was entered.
     pub(crate) snapshot_ticks: u64,
+    /// In snapshot state: the transfer under way, or `None` while waiting
+    /// `snapshot_retry_ticks` to try again (storage had no snapshot, or the follower refused
+    /// it). Holds the snapshot's bytes for as long as it is being sent.
+    pub(crate) snapshot_transfer: Option<OutgoingSnapshot>,
+    /// In snapshot state without a transfer: when to try again.
+    pub(crate) snapshot_retry_ticks: u64,
     /// Heard from within the current check-quorum period.
     pub(crate) recent_active: bool,
     /// The leader tick at which the newest heartbeat this peer acknowledged was sent.
@@ -110,6 +117,8 @@ impl Progress {
             probe_sent: false,
             pending_snapshot: LogIndex(0),
             snapshot_ticks: 0,
+            snapshot_transfer: None,
+            snapshot_retry_ticks: 0,
             recent_active: false,
             acked_sent_tick: None,
             read_round: 0,
@@ -121,6 +130,8 @@ impl Progress {
         self.probe_sent = false;
         self.pending_snapshot = LogIndex(0);
         self.snapshot_ticks = 0;
+        self.snapshot_transfer = None;
+        self.snapshot_retry_ticks = 0;
         self.state = state;
         self.inflights.reset();
     }
@@ -141,9 +152,25 @@ impl Progress {
         self.next = self.matched.next();
     }
 
-    pub(crate) fn become_snapshot(&mut self, index: LogIndex) {
+    /// Starts sending the snapshot at `index` with `transfer`.
+    pub(crate) fn become_snapshot(&mut self, index: LogIndex, transfer: OutgoingSnapshot) {
         self.reset_state(ProgressState::Snapshot);
         self.pending_snapshot = index;
+        self.snapshot_transfer = Some(transfer);
+    }
+
+    /// The follower needs a snapshot that cannot be sent now: pause for `retry_ticks`.
+    pub(crate) fn become_snapshot_waiting(&mut self, retry_ticks: u64) {
+        self.reset_state(ProgressState::Snapshot);
+        self.snapshot_retry_ticks = retry_ticks;
+    }
+
+    /// Gives up the snapshot being sent (or waited for) without having heard that it was
+    /// installed, and probes the follower's log from what it is known to match.
+    pub(crate) fn abandon_snapshot(&mut self) {
+        // Not `become_probe`: that assumes the pending snapshot arrived.
+        self.reset_state(ProgressState::Probe);
+        self.next = self.matched.next();
     }
 
     /// Records an acknowledgement up to `index`; returns whether it taught us anything.

@@ -14,6 +14,7 @@ use crate::progress::Progress;
 use crate::quorum::{self, VoteResult};
 use crate::raft_log::RaftLog;
 use crate::rng::SplitMix64;
+use crate::snapshot_receive::IncomingSnapshot;
 use crate::storage::Storage;
 use crate::types::{
     ConfState, Entry, EntryKind, HardState, LogIndex, NodeId, Role, SoftState, Term,
@@ -37,19 +38,6 @@ pub(crate) struct PendingRead {
     pub(crate) from: Option<NodeId>,
     pub(crate) index: LogIndex,
     pub(crate) round: u64,
-}
-
-/// A snapshot being received in chunks.
-#[derive(Debug)]
-///
-/// Chunks may arrive reordered or duplicated; they are kept by offset until they cover the
-/// whole snapshot. Only one snapshot (the newest seen) is assembled at a time.
-pub(crate) struct IncomingSnapshot {
-    pub(crate) metadata: crate::types::SnapshotMetadata,
-    /// offset -> chunk
-    pub(crate) chunks: BTreeMap<u64, Bytes>,
-    /// Known once the last chunk arrived: the snapshot's length.
-    pub(crate) total_bytes: Option<u64>,
 }
 
 /// The consensus state of one node.
@@ -108,8 +96,11 @@ pub(crate) struct Raft<S: Storage> {
     pub(crate) read_round: u64,
     pub(crate) pending_reads: VecDeque<PendingRead>,
     pub(crate) reads_awaiting_noop: VecDeque<(Bytes, Option<NodeId>)>,
-    /// Follower: a snapshot being received.
+    /// Follower: a snapshot being received (at most one, of the current leader and term).
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    /// Leader: the number of the last snapshot chunk transmission. Never goes back while
+    /// the node runs, so answers to chunks of an earlier transfer are recognised.
+    pub(crate) snapshot_seq: u64,
 }
 
 impl<S: Storage> Raft<S> {
@@ -152,6 +143,7 @@ impl<S: Storage> Raft<S> {
             pending_reads: VecDeque::new(),
             reads_awaiting_noop: VecDeque::new(),
             incoming_snapshot: None,
+            snapshot_seq: 0,
         };
         let first = raft.log.first_index();
         let last = raft.log.last_index();
@@ -259,6 +251,7 @@ impl<S: Storage> Raft<S> {
         if term != self.term {
             self.term = term;
             self.vote = None;
+            self.discard_incoming_snapshot("new term");
         }
         self.leader = None;
         self.election_elapsed = 0;
@@ -312,6 +305,7 @@ impl<S: Storage> Raft<S> {
         self.votes.clear();
         self.election_elapsed = 0;
         self.role = Role::PreCandidate;
+        self.discard_incoming_snapshot("leader lost");
         if Bugs::on(self.bugs.pre_vote_keeps_leader) {
             // The bug as etcd had it: the leader is kept, and the timeout is not drawn anew.
             self.leader = leader;
@@ -629,13 +623,14 @@ impl<S: Storage> Raft<S> {
             }
             MessageBody::Snapshot {
                 metadata,
+                total_bytes,
                 offset,
                 data,
-                done,
+                seq,
             } => {
                 self.election_elapsed = 0;
                 self.leader = Some(m.from);
-                self.handle_snapshot_chunk(m.from, metadata, offset, &data, done);
+                self.handle_snapshot_chunk(m.from, metadata, total_bytes, offset, &data, seq);
             }
             MessageBody::TimeoutNow => {
                 // Leadership transfer (thesis §3.10): campaign at once, bypassing pre-vote

@@ -61,6 +61,8 @@ pub struct FollowerProgress {
     pub state: crate::progress::ProgressState,
     /// Whether it was heard from within the current check-quorum period.
     pub recent_active: bool,
+    /// In snapshot state, the transfer under way (`None` while waiting to retry).
+    pub snapshot: Option<crate::snapshot_send::SnapshotTransferStatus>,
 }
 
 /// A summary of the node's state, for observability and tests.
@@ -237,6 +239,7 @@ impl<S: Storage> RawNode<S> {
                                 matched: p.matched,
                                 state: p.state,
                                 recent_active: p.recent_active,
+                                snapshot: p.snapshot_transfer.as_ref().map(|t| t.status()),
                             },
                         )
                     })
