@@ -1,12 +1,23 @@
-//! A cluster of real `arbor server` processes on loopback, with a fault-injecting proxy on
-//! every directed peer link.
+//! A cluster of real `arbor server` processes on loopback, optionally with a fault-injecting
+//! proxy on every directed peer link.
 //!
-//! Node `a` reaches node `b` only through the proxy of link `(a, b)`: in `a`'s configuration
-//! every *other* member's `peer_address` is that proxy, and its own is `127.0.0.1:0` (the port
-//! it gets is read from its log and becomes the upstream of every proxy leading to it). The
-//! address books differ per node, so the cluster id is set explicitly. Blackholing link `(a, b)`
-//! silences `a` towards `b` only: one-way and symmetric partitions are both a matter of which
-//! links drop. Client ports are `127.0.0.1:0` at the first start and kept across restarts.
+//! Every node gets a fixed peer port at creation (kept across restarts: the cluster's
+//! membership, replicated in `/zookeeper/config`, names it). Client ports are `127.0.0.1:0` at
+//! the first start and kept across restarts.
+//!
+//! # Link control
+//!
+//! With [`ClusterOptions::link_control`], node `b`'s address in the membership is a *router*
+//! of this test process instead of `b`'s own port. The router reads the 30-byte hello every
+//! peer connection opens with (`"ARBP" | version u16 | cluster u64 | sender u64 | receiver
+//! u64`, see `arbor_server::peer`), and sends the connection through the proxy of the directed
+//! link `(sender, b)` ([`Cluster::link`]), which forwards to `b`'s port. Blackholing link
+//! `(a, b)` silences `a` towards `b` only: one-way and symmetric partitions are both a matter
+//! of which links drop.
+//!
+//! Because a starting cluster's leader records *its own* configuration as the membership (its
+//! own entry being the port it binds), the harness then moves that one entry to its router with
+//! a `reconfig` as the super user; link control therefore needs `reconfig` to work.
 //!
 //! Processes: SIGKILL ([`Cluster::kill`]), SIGTERM ([`Cluster::terminate`]), SIGSTOP/SIGCONT
 //! ([`Cluster::pause`], [`Cluster::resume`]), restart on the same data. Dropping the cluster
@@ -18,22 +29,31 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arbor_check::proxy::{Mode, Proxy};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, ChildStdout, Command};
+use tokio::task::JoinHandle;
 use zookeeper_client as zk;
 
-use super::{WAIT_MAX, connect_with, connector, within};
+use super::{WAIT_MAX, connect_with, connector, digest_id, ok, within};
 
 /// Bound on one four-letter-word exchange: a paused or dead node does not answer.
 pub const FOUR_LETTER_WAIT: Duration = Duration::from_secs(2);
 
 /// Lines of each node's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 40;
+
+/// The super user's password in link-control clusters (`super:test`, as kazoo's suite uses).
+pub const SUPER_PASSWORD: &str = "test";
+
+/// The bytes of the hello that opens a peer connection, and where its sender id is.
+const HELLO_BYTES: usize = 30;
+const HELLO_SENDER: std::ops::Range<usize> = 14..22;
 
 /// Whether a member votes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +62,15 @@ pub enum Role {
     Participant,
     /// A learner that serves reads and forwards writes.
     Observer,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Participant => "participant",
+            Role::Observer => "observer",
+        }
+    }
 }
 
 /// What a test wants of its cluster.
@@ -53,15 +82,18 @@ pub struct ClusterOptions {
     pub observers: u8,
     /// `key = value` lines (TOML syntax) added to every node's configuration.
     pub toml: Vec<(String, String)>,
+    /// A proxy on every directed peer link (see the module documentation).
+    pub link_control: bool,
 }
 
 impl ClusterOptions {
-    /// `voters` voting members, no observer, default settings.
+    /// `voters` voting members, no observer, default settings, no link control.
     pub fn voters(voters: u8) -> ClusterOptions {
         ClusterOptions {
             voters,
             observers: 0,
             toml: Vec::new(),
+            link_control: false,
         }
     }
 
@@ -74,6 +106,12 @@ impl ClusterOptions {
     /// Adds a setting to every node (`value` in TOML syntax).
     pub fn set(mut self, key: &str, value: impl ToString) -> ClusterOptions {
         self.toml.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    /// Puts a controllable proxy on every directed peer link.
+    pub fn link_control(mut self) -> ClusterOptions {
+        self.link_control = true;
         self
     }
 
@@ -97,7 +135,10 @@ struct Node {
     role: Role,
     process: Option<Child>,
     client_address: SocketAddr,
-    peer_address: Option<SocketAddr>,
+    /// The port the node binds for its peers.
+    peer_address: SocketAddr,
+    /// Where the others reach it: its router with link control, else its peer port.
+    advertised_address: SocketAddr,
     /// Runs so far; run `n` logs to `node-<id>/server-<n>.log`.
     runs: u32,
 }
@@ -108,8 +149,9 @@ pub struct Cluster {
     cluster_id: u64,
     options: ClusterOptions,
     nodes: BTreeMap<u8, Node>,
-    /// `(from, to)`: the proxy `from` dials to reach `to`.
+    /// `(from, to)`: the proxy carrying `from`'s connections to `to` (link control only).
     links: BTreeMap<(u8, u8), Proxy>,
+    routers: Vec<JoinHandle<()>>,
 }
 
 impl Cluster {
@@ -119,25 +161,40 @@ impl Cluster {
     }
 
     /// Starts the cluster `options` describes and waits until every node serves and all agree
-    /// on a leader.
-    pub async fn start_with(options: ClusterOptions) -> Cluster {
+    /// on a leader (and, with link control, until every peer link runs through its proxy).
+    pub async fn start_with(mut options: ClusterOptions) -> Cluster {
         let dir = tempfile::tempdir().expect("a temporary directory for the cluster");
         let count = options.voters + options.observers;
         assert!(count >= 2, "a cluster has at least two members");
-        // Until a node's peer port is known, its proxies lead to a port nothing listens on.
-        let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port");
+        if options.link_control {
+            options = options.set("reconfig_enabled", true).set(
+                "super_digest",
+                format!("{:?}", digest_id("super", SUPER_PASSWORD)),
+            );
+        }
+        // Peer ports are fixed before any node starts: every configuration names them. Each
+        // is taken from the kernel and released just before its node binds it.
+        let peer_ports: Vec<SocketAddr> = (0..count).map(|_| free_port()).collect();
         let mut links = BTreeMap::new();
-        for from in 1..=count {
-            for to in 1..=count {
-                if from != to {
-                    let proxy = Proxy::start(loopback(0), nowhere)
-                        .await
-                        .expect("start a link proxy");
-                    links.insert((from, to), proxy);
-                }
+        let mut routers = Vec::new();
+        let mut advertised = Vec::new();
+        for to in 1..=count {
+            let peer = peer_ports[usize::from(to - 1)];
+            if !options.link_control {
+                advertised.push(peer);
+                continue;
             }
+            let mut by_sender = BTreeMap::new();
+            for from in (1..=count).filter(|&from| from != to) {
+                let proxy = Proxy::start(loopback(0), peer)
+                    .await
+                    .expect("start a link proxy");
+                by_sender.insert(u64::from(from), proxy.local_address());
+                links.insert((from, to), proxy);
+            }
+            let listener = TcpListener::bind(loopback(0)).await.expect("bind a router");
+            advertised.push(listener.local_addr().expect("the router's address"));
+            routers.push(tokio::spawn(route(listener, Arc::new(by_sender))));
         }
         let nodes = (1..=count)
             .map(|id| {
@@ -150,7 +207,8 @@ impl Cluster {
                     role,
                     process: None,
                     client_address: loopback(0),
-                    peer_address: None,
+                    peer_address: peer_ports[usize::from(id - 1)],
+                    advertised_address: advertised[usize::from(id - 1)],
                     runs: 0,
                 };
                 (id, node)
@@ -163,12 +221,16 @@ impl Cluster {
             options,
             nodes,
             links,
+            routers,
         };
         for id in cluster.ids() {
             cluster.spawn(id).await;
         }
         let all = cluster.ids();
         cluster.wait_for_leader(&all).await;
+        if cluster.options.link_control {
+            cluster.route_every_link().await;
+        }
         cluster
     }
 
@@ -249,7 +311,8 @@ impl Cluster {
         self.node_dir(id).join(format!("server-{run}.log"))
     }
 
-    /// Node `id`'s configuration, as it is written before each run.
+    /// Node `id`'s configuration, as it is written before each run: its own peer port, the
+    /// others at their advertised addresses.
     fn config_text(&self, id: u8) -> String {
         let node = self.node(id);
         let mut text = String::new();
@@ -263,18 +326,14 @@ impl Cluster {
         }
         for (&member, state) in &self.nodes {
             let peer_address = if member == id {
-                loopback(0)
+                state.peer_address
             } else {
-                self.links[&(id, member)].local_address()
-            };
-            let role = match state.role {
-                Role::Participant => "participant",
-                Role::Observer => "observer",
+                state.advertised_address
             };
             let _ = writeln!(text, "\n[[members]]");
             let _ = writeln!(text, "id = {member}");
             let _ = writeln!(text, "peer_address = \"{peer_address}\"");
-            let _ = writeln!(text, "role = \"{role}\"");
+            let _ = writeln!(text, "role = \"{}\"", state.role.name());
         }
         text
     }
@@ -324,23 +383,82 @@ impl Cluster {
             );
         };
         tokio::spawn(drain(reader));
-        // The transport is up before the server says it serves, so its line is in the log.
-        let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let peer = log_text
-            .lines()
-            .rev()
-            .filter(|line| line.contains("peer transport listening"))
-            .filter_map(|line| line.split_whitespace().find(|w| w.starts_with("address=")))
-            .find_map(|word| word["address=".len()..].parse::<SocketAddr>().ok())
-            .unwrap_or_else(|| panic!("node {id} logged no peer address; log:\n{log_text}"));
-        let node = self.node_mut(id);
-        node.client_address = address;
-        node.peer_address = Some(peer);
-        for ((_, to), proxy) in &self.links {
-            if *to == id {
-                proxy.set_upstream(peer);
+        self.node_mut(id).client_address = address;
+    }
+
+    /// Link control: once the first leader has recorded the membership (its own entry being
+    /// the port it binds), moves every entry that is not a router to its router, then waits
+    /// until every node has applied that.
+    async fn route_every_link(&self) {
+        let admin = connect_with(
+            connector().with_auth("digest", format!("super:{SUPER_PASSWORD}").as_bytes()),
+            &self.connect_string(),
+        )
+        .await;
+        let recorded = within("the first leader to record the membership", async {
+            loop {
+                let (data, _) = ok("read /zookeeper/config", admin.get_config()).await;
+                let text = String::from_utf8_lossy(&data).into_owned();
+                if text.lines().filter(|l| l.starts_with("server.")).count() == self.nodes.len() {
+                    return text;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        })
+        .await;
+        let joining: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|&(&id, node)| {
+                let at_router = [false, true].map(|client| self.member_line(id, node, client));
+                !recorded
+                    .lines()
+                    .any(|line| at_router.iter().any(|l| l == line))
+            })
+            .map(|(&id, node)| self.member_line(id, node, true))
+            .collect();
+        if !joining.is_empty() {
+            let joinings: Vec<&str> = joining.iter().map(String::as_str).collect();
+            let update = zk::EnsembleUpdate::Incremental {
+                joinings: joinings.clone().into_iter(),
+                leavings: Vec::<&str>::new().into_iter(),
+            };
+            ok(
+                &format!("reconfig moving {joining:?} to their routers"),
+                admin.update_ensemble(update, None),
+            )
+            .await;
         }
+        for id in self.ids() {
+            let client = self.connect_to(id).await;
+            until(&format!("node {id} to route every link"), || async {
+                ok("sync", client.sync("/zookeeper/config")).await;
+                let (data, _) = ok("read /zookeeper/config", client.get_config()).await;
+                let text = String::from_utf8_lossy(&data).into_owned();
+                self.nodes.iter().all(|(&member, node)| {
+                    text.lines().any(|line| {
+                        line.starts_with(&format!("server.{member}="))
+                            && line.contains(&format!(":{}:", node.advertised_address.port()))
+                    })
+                })
+            })
+            .await;
+        }
+    }
+
+    /// Node `id`'s line in `/zookeeper/config` at its advertised address.
+    fn member_line(&self, id: u8, node: &Node, with_client: bool) -> String {
+        let address = node.advertised_address;
+        let mut line = format!(
+            "server.{id}={}:{}:0:{}",
+            address.ip(),
+            address.port(),
+            node.role.name()
+        );
+        if with_client {
+            let _ = write!(line, ";{}", node.client_address);
+        }
+        line
     }
 
     fn pid(&self, id: u8) -> rustix::process::Pid {
@@ -382,7 +500,7 @@ impl Cluster {
             .expect("wait for a stopped node")
     }
 
-    /// Starts node `id` again on its client address and data; returns once it serves.
+    /// Starts node `id` again on its addresses and data; returns once it serves.
     pub async fn restart(&mut self, id: u8) {
         self.spawn(id).await;
     }
@@ -405,11 +523,11 @@ impl Cluster {
         }
     }
 
-    /// The proxy of the directed link `from → to`.
+    /// The proxy of the directed link `from → to` (link control only).
     pub fn link(&self, from: u8, to: u8) -> &Proxy {
-        self.links
-            .get(&(from, to))
-            .unwrap_or_else(|| panic!("no link {from} -> {to}"))
+        self.links.get(&(from, to)).unwrap_or_else(|| {
+            panic!("no link {from} -> {to} (start the cluster with link control)")
+        })
     }
 
     /// Blackholes every link between the two sides, both ways.
@@ -542,8 +660,50 @@ impl Cluster {
     }
 }
 
+/// A router in front of one node: each peer connection goes through the link proxy of its
+/// sender, read from the hello.
+async fn route(listener: TcpListener, by_sender: Arc<BTreeMap<u64, SocketAddr>>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let by_sender = by_sender.clone();
+        tokio::spawn(async move {
+            let mut hello = [0u8; HELLO_BYTES];
+            let read = tokio::time::timeout(WAIT_MAX, stream.read_exact(&mut hello)).await;
+            if !matches!(read, Ok(Ok(_))) || &hello[..4] != b"ARBP" {
+                return;
+            }
+            let mut sender = [0u8; 8];
+            sender.copy_from_slice(&hello[HELLO_SENDER]);
+            let Some(&link) = by_sender.get(&u64::from_be_bytes(sender)) else {
+                return;
+            };
+            let Ok(mut upstream) = TcpStream::connect(link).await else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let _ = upstream.set_nodelay(true);
+            if upstream.write_all(&hello).await.is_err() {
+                return;
+            }
+            let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+        });
+    }
+}
+
+/// A loopback port nothing listens on now.
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind(loopback(0))
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
+        for router in &self.routers {
+            router.abort();
+        }
         // The processes themselves go with their `Child` (kill_on_drop: SIGKILL, which also
         // ends a stopped process).
         if std::thread::panicking() {

@@ -122,18 +122,14 @@ impl Load {
             .collect()
     }
 
-    /// Waits until every writer has `count` more acknowledgements than now.
-    pub async fn wait_progress(&self, count: usize) {
-        let start: Vec<usize> = self
-            .writers
-            .iter()
-            .map(|w| self.acks(&w.name).len())
-            .collect();
-        super::cluster::until("every writer to make progress", || async {
-            self.writers
+    /// Waits until every writer in `names` has `count` more acknowledgements than now.
+    pub async fn wait_progress(&self, names: &[String], count: usize) {
+        let start: Vec<usize> = names.iter().map(|name| self.acks(name).len()).collect();
+        super::cluster::until("the writers to make progress", || async {
+            names
                 .iter()
                 .zip(&start)
-                .all(|(w, &before)| self.acks(&w.name).len() >= before + count)
+                .all(|(name, &before)| self.acks(name).len() >= before + count)
         })
         .await;
     }
@@ -300,5 +296,90 @@ pub fn print_reports(label: &str, reports: &[WriterReport]) {
             report.errors.len(),
             report.latency_max.as_millis()
         );
+    }
+}
+
+/// Writers on a cluster: one pinned to each node (`n<id>`, a session that cannot leave its
+/// server, detached so dropping it never closes the session) and `roaming` ones that may use
+/// any node (`r<k>`). Each owns an ephemeral `/eph/<name>`; they write under `/load`.
+pub struct Fleet {
+    /// The running writers.
+    pub load: Load,
+    /// Each writer's session, by writer name.
+    pub sessions: std::collections::BTreeMap<String, zk::SessionInfo>,
+}
+
+impl Fleet {
+    /// Creates `/load` and `/eph` and starts the writers.
+    pub async fn start(cluster: &Cluster, roaming: usize) -> Fleet {
+        let setup = cluster.connect_any().await;
+        for path in ["/load", "/eph"] {
+            match super::within("setup", setup.create(path, b"", &persistent())).await {
+                Ok(_) | Err(zk::Error::NodeExists) => {}
+                Err(error) => panic!("create {path}: {error}"),
+            }
+        }
+        let mut clients = Vec::new();
+        for id in cluster.ids() {
+            let client =
+                super::connect_with(super::connector().with_detached(), &cluster.address(id)).await;
+            clients.push((format!("n{id}"), client));
+        }
+        for k in 1..=roaming {
+            clients.push((format!("r{k}"), cluster.connect_any().await));
+        }
+        let mut sessions = std::collections::BTreeMap::new();
+        for (name, client) in &clients {
+            super::ok(
+                &format!("ephemeral of {name}"),
+                client.create(
+                    &format!("/eph/{name}"),
+                    b"",
+                    &super::mode(zk::CreateMode::Ephemeral),
+                ),
+            )
+            .await;
+            sessions.insert(name.clone(), client.session().clone());
+        }
+        Fleet {
+            load: Load::start("/load", clients),
+            sessions,
+        }
+    }
+
+    /// The names of the writers pinned to `ids`.
+    pub fn pinned(ids: &[u8]) -> Vec<String> {
+        ids.iter().map(|id| format!("n{id}")).collect()
+    }
+
+    /// The roaming writers' names.
+    pub fn roaming(&self) -> Vec<String> {
+        self.sessions
+            .keys()
+            .filter(|name| name.starts_with('r'))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Checks on every node of `ids` (after a sync) that `/eph/<name>` exists and is owned by the
+/// session of `name`, for each of `names`.
+pub async fn verify_ephemerals(
+    cluster: &Cluster,
+    ids: &[u8],
+    sessions: &std::collections::BTreeMap<String, zk::SessionInfo>,
+    names: &[String],
+) {
+    for &id in ids {
+        let client = cluster.connect_to(id).await;
+        super::ok("sync", client.sync("/eph")).await;
+        for name in names {
+            let path = format!("/eph/{name}");
+            let stat = super::ok(&format!("{path} on node {id}"), client.check_stat(&path))
+                .await
+                .unwrap_or_else(|| panic!("node {id} lost {path}: the session of {name} ended"));
+            let owner = sessions[name].id().0;
+            assert_eq!(stat.ephemeral_owner, owner, "owner of {path} on node {id}");
+        }
     }
 }
