@@ -136,7 +136,9 @@ pub enum MessageBody {
         snapshot_index: LogIndex,
         /// The term of the snapshot being acknowledged.
         snapshot_term: Term,
-        /// The `seq` of the chunk this answers.
+        /// The largest `seq` among the chunks the follower's buffer took (for a refusal: the
+        /// refused chunk's). While a buffer lives this and `received_bytes` only grow, so
+        /// the leader believes only an answer newer than any before.
         seq: u64,
         /// How many bytes from offset 0 the follower holds without a gap (cumulative). It
         /// can go down: a follower that restarted lost its buffer, and the leader then goes

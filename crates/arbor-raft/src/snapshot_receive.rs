@@ -29,6 +29,9 @@ pub(crate) struct IncomingSnapshot {
     total_bytes: u64,
     data: Vec<u8>,
     received: BTreeMap<u64, u64>,
+    /// The largest `seq` among the chunks taken. Answers carry it: it only grows while this
+    /// buffer lives, and so does what the buffer holds, so the leader can order answers.
+    seq_max: u64,
 }
 
 impl fmt::Debug for IncomingSnapshot {
@@ -39,6 +42,7 @@ impl fmt::Debug for IncomingSnapshot {
             .field("index", &self.metadata.index)
             .field("total_bytes", &self.total_bytes)
             .field("received", &self.received)
+            .field("seq_max", &self.seq_max)
             .finish()
     }
 }
@@ -59,6 +63,7 @@ impl IncomingSnapshot {
             // Zeroed memory is mapped lazily, so this costs what the chunks fill.
             data: vec![0; total_bytes],
             received: BTreeMap::new(),
+            seq_max: 0,
         }
     }
 
@@ -70,8 +75,10 @@ impl IncomingSnapshot {
             && self.total_bytes == total
     }
 
-    /// Writes a chunk at `offset`; the caller checked `offset + data.len() <= total_bytes`.
-    fn insert(&mut self, offset: u64, data: &[u8]) {
+    /// Writes chunk `seq` at `offset`; the caller checked
+    /// `offset + data.len() <= total_bytes`.
+    fn insert(&mut self, offset: u64, data: &[u8], seq: u64) {
+        self.seq_max = self.seq_max.max(seq);
         let end = offset + data.len() as u64;
         assert!(
             end <= self.total_bytes,
@@ -225,12 +232,12 @@ impl<S: Storage> Raft<S> {
         let Some(incoming) = self.incoming_snapshot.as_mut() else {
             return;
         };
-        incoming.insert(offset, data);
+        incoming.insert(offset, data, seq);
         if !incoming.is_complete() {
             let ack = MessageBody::SnapshotAck {
                 snapshot_index: incoming.metadata.index,
                 snapshot_term: incoming.metadata.term,
-                seq,
+                seq: incoming.seq_max,
                 received_bytes: incoming.prefix_bytes(),
                 refused: None,
             };
@@ -270,14 +277,14 @@ mod tests {
     #[test]
     fn chunks_in_any_order_and_repeated_assemble_the_snapshot() {
         let mut b = buffer(10);
-        b.insert(6, b"ghij");
+        b.insert(6, b"ghij", 1);
         assert_eq!(b.prefix_bytes(), 0);
-        b.insert(0, b"abc");
+        b.insert(0, b"abc", 1);
         assert_eq!(b.prefix_bytes(), 3);
-        b.insert(6, b"ghij");
-        b.insert(0, b"abc");
+        b.insert(6, b"ghij", 1);
+        b.insert(0, b"abc", 1);
         assert_eq!(b.received.len(), 2, "duplicates add no range");
-        b.insert(3, b"def");
+        b.insert(3, b"def", 1);
         assert!(b.is_complete());
         assert_eq!(b.received.len(), 1);
         assert_eq!(&b.into_snapshot().data[..], b"abcdefghij");
@@ -286,19 +293,30 @@ mod tests {
     #[test]
     fn overlapping_chunks_merge() {
         let mut b = buffer(10);
-        b.insert(2, b"cde");
-        b.insert(8, b"ij");
-        b.insert(4, b"efgh");
+        b.insert(2, b"cde", 1);
+        b.insert(8, b"ij", 1);
+        b.insert(4, b"efgh", 1);
         assert_eq!(b.received, BTreeMap::from([(2, 10)]));
-        b.insert(0, b"abc");
+        b.insert(0, b"abc", 1);
         assert!(b.is_complete());
         assert_eq!(&b.into_snapshot().data[..], b"abcdefghij");
     }
 
     #[test]
+    fn answers_carry_the_largest_seq_taken() {
+        let mut b = buffer(10);
+        b.insert(0, b"ab", 7);
+        b.insert(2, b"cd", 5);
+        assert_eq!(
+            b.seq_max, 7,
+            "a late chunk does not make the buffer look older"
+        );
+    }
+
+    #[test]
     fn an_empty_snapshot_is_complete_at_once() {
         let mut b = buffer(0);
-        b.insert(0, b"");
+        b.insert(0, b"", 1);
         assert!(b.is_complete());
     }
 
@@ -315,6 +333,6 @@ mod tests {
     #[test]
     #[should_panic(expected = "past the snapshot")]
     fn a_chunk_past_the_end_is_a_bug() {
-        buffer(4).insert(2, b"cde");
+        buffer(4).insert(2, b"cde", 1);
     }
 }

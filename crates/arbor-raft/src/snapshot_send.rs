@@ -6,14 +6,14 @@
 //! what it had (it restarted), and the transfer starts over when a newer snapshot superseded
 //! this one.
 //!
-//! Every transmission carries a sequence number from a counter of the leader, which the
-//! follower echoes. Only an answer to a newer transmission than any answered before is
-//! believed, and it is believed even when it reports less than before: a follower that
-//! restarted holds nothing, and a late answer from before its restart must not make the
-//! leader skip what the new incarnation lacks (that would stall the transfer for good).
-//! Over an ordered transport every answer is the newest; when chunks overtake each other, a
-//! fresher answer may report less than an older one and the leader resends from there: one
-//! window of duplicates, which the follower ignores.
+//! Every transmission carries a sequence number from a counter of the leader; the follower
+//! answers with the largest one its buffer has taken and the bytes it holds from the start.
+//! While one buffer lives both only grow, so answers are ordered by `(seq, received)` even
+//! when the network reorders them, and the leader believes only one newer than any before.
+//! It believes it even when it reports holding less: then the follower lost its buffer
+//! (it restarted) and the leader goes back to what it holds. Trusting the largest
+//! acknowledgement instead would let a late answer from before the restart make the leader
+//! skip what the new incarnation lacks, and the transfer would stall for good.
 //!
 //! Why a window: a snapshot of a large tree is hundreds of MiB, while the transport's queue
 //! per peer is bounded and drops what does not fit. Sending every chunk at once, as this
@@ -106,10 +106,12 @@ pub(crate) struct OutgoingSnapshot {
     last_sent: bool,
     inflight: VecDeque<InflightChunk>,
     inflight_bytes: u64,
-    /// The `seq` of the newest transmission answered; answers to older ones are ignored.
-    /// Starts at the leader's counter when the transfer began, so answers to an earlier
-    /// transfer are ignored too.
+    /// The `seq` of the newest answer believed: an answer is believed only if its
+    /// `(seq, received_bytes)` is above `(answered_seq, acked_bytes)`.
     answered_seq: u64,
+    /// The leader's counter when the transfer began: every chunk of it has a larger `seq`,
+    /// so an answer at or below this one is about an earlier transfer and is ignored.
+    seq_floor: u64,
     /// How many times the window went back because the follower reported less than before.
     restarts: u64,
 }
@@ -159,6 +161,7 @@ impl OutgoingSnapshot {
             inflight: VecDeque::new(),
             inflight_bytes: 0,
             answered_seq: seq_now,
+            seq_floor: seq_now,
             restarts: 0,
         }
     }
@@ -231,8 +234,8 @@ impl OutgoingSnapshot {
         out
     }
 
-    /// Takes the follower's answer to transmission `answered` (its `seq`): it holds
-    /// `[0, received_bytes)`.
+    /// Takes the follower's answer: its buffer took chunks up to transmission `answered` (a
+    /// `seq`) and holds `[0, received_bytes)`.
     pub(crate) fn on_ack(
         &mut self,
         answered: u64,
@@ -242,11 +245,13 @@ impl OutgoingSnapshot {
         bugs: &Bugs,
     ) -> AckOutcome {
         let total = self.total_bytes();
-        if received_bytes > total || answered > *seq {
+        if received_bytes > total || answered > *seq || answered <= self.seq_floor {
             // Not an answer to this transfer: ignore rather than trust it.
             return AckOutcome::Stale;
         }
-        if answered <= self.answered_seq {
+        let newer = answered > self.answered_seq
+            || (answered == self.answered_seq && received_bytes > self.acked_bytes);
+        if !newer {
             return AckOutcome::Stale;
         }
         self.answered_seq = answered;
@@ -640,10 +645,29 @@ mod tests {
             "late answer of nothing"
         );
         assert_eq!(h.ack_to(103, 20, 1), AckOutcome::Stale, "nothing new");
+        assert_eq!(
+            h.ack_to(102, 30, 1),
+            AckOutcome::Stale,
+            "older than believed"
+        );
         assert_eq!(h.ack_to(104, 51, 1), AckOutcome::Stale, "past the end");
         assert_eq!(h.ack_to(999, 30, 1), AckOutcome::Stale, "never sent");
         assert_eq!(h.t.status().acked_bytes, 20);
         assert_eq!(h.t.status().restarts, 0);
+    }
+
+    #[test]
+    fn a_gap_filled_by_a_late_chunk_counts() {
+        let mut h = Harness::new(50, 3, 1000);
+        h.fill(0); // 101, 102, 103
+        assert_eq!(
+            h.ack_to(103, 0, 1),
+            AckOutcome::Stale,
+            "only the last arrived"
+        );
+        // The first arrives late and fills the gap: same seq, more held.
+        assert_eq!(progressed(h.ack_to(103, 10, 1)), vec![30]);
+        assert_eq!(progressed(h.ack_to(103, 30, 1)), vec![40]);
     }
 
     #[test]

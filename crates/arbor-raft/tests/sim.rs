@@ -22,7 +22,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arbor_raft::{Bugs, LogIndex, NodeId, ReadOnlyOption, Role};
 use sim::checker::{Checker, Violation};
 use sim::run::{Profile, run_seed, run_seed_with};
-use sim::world::{ELECTION_TICKS, Faults, World};
+use sim::world::{ELECTION_TICKS, Faults, Stats, World};
 
 const DEFAULT_SEEDS: u64 = 2000;
 /// The first seed CI runs; runs are reproducible across machines.
@@ -74,6 +74,7 @@ fn simulate_many_seeds() {
     let started = Instant::now();
     let mut committed = 0;
     let mut reads = 0;
+    let mut snapshots = SnapshotTally::default();
     for i in 0..count {
         let seed = BASE_SEED + i;
         println!("SEED={seed}");
@@ -81,6 +82,7 @@ fn simulate_many_seeds() {
             Ok(outcome) => {
                 committed += outcome.committed;
                 reads += outcome.reads_checked;
+                snapshots.add(&outcome.stats);
             }
             Err(violation) => panic!(
                 "SEED={seed}: {}\nreplay with: {}",
@@ -93,6 +95,31 @@ fn simulate_many_seeds() {
         "simulated {count} seeds in {:?}: {committed} proposals committed, {reads} reads checked",
         started.elapsed()
     );
+    eprintln!("snapshots: {snapshots:?}");
+}
+
+/// What the snapshot transfers of many runs added up to.
+#[derive(Debug, Default)]
+struct SnapshotTally {
+    installed: u64,
+    largest_installed_bytes: u64,
+    chunks_sent: u64,
+    chunks_below_ack: u64,
+    acks_delivered: u64,
+    crashes_mid_transfer: u64,
+}
+
+impl SnapshotTally {
+    fn add(&mut self, stats: &Stats) {
+        self.installed += stats.snapshots_installed;
+        self.largest_installed_bytes = self
+            .largest_installed_bytes
+            .max(stats.largest_snapshot_installed_bytes);
+        self.chunks_sent += stats.snapshot_chunks_sent;
+        self.chunks_below_ack += stats.snapshot_chunks_below_ack;
+        self.acks_delivered += stats.snapshot_acks_delivered;
+        self.crashes_mid_transfer += stats.crashes_mid_snapshot;
+    }
 }
 
 /// Runs seeds with `bugs` switched on and returns the first seed the simulator catches.
@@ -112,6 +139,7 @@ fn crash_heavy(voters: usize) -> Profile {
         voters,
         append_bytes_max: None,
         safety_ticks: None,
+        snapshot_pad_bytes: None,
         faults: Faults {
             drop_per_mille: 50,
             duplicate_per_mille: 200,
@@ -149,6 +177,7 @@ fn figure8_profile() -> Profile {
         voters: 5,
         append_bytes_max: Some(1),
         safety_ticks: Some(1500),
+        snapshot_pad_bytes: None,
         faults: Faults {
             drop_per_mille: 20,
             duplicate_per_mille: 50,

@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use arbor_raft::{Bugs, ReadOnlyOption, Role};
 
 use super::checker::Violation;
-use super::world::{ELECTION_TICKS, Faults, Rng, World};
+use super::world::{ELECTION_TICKS, Faults, Rng, Stats, World};
 
 /// Ticks after healing within which a leader must exist.
 pub const LIVENESS_LEADER_TICKS: u64 = 40 * ELECTION_TICKS;
@@ -19,6 +19,7 @@ pub const LIVENESS_PROPOSALS: usize = 3;
 pub struct Outcome {
     pub committed: usize,
     pub reads_checked: u64,
+    pub stats: Stats,
 }
 
 /// The shape of a run, drawn from its seed.
@@ -27,6 +28,8 @@ pub struct Shape {
     pub spares: usize,
     pub read_only: ReadOnlyOption,
     pub safety_ticks: u64,
+    /// Padding of each snapshot: most runs send a few chunks, some a hundred.
+    pub snapshot_pad_bytes: usize,
 }
 
 impl Shape {
@@ -41,6 +44,7 @@ impl Shape {
                 ReadOnlyOption::LeaseBased
             },
             safety_ticks: 200 + rng.below(300),
+            snapshot_pad_bytes: [150, 150, 1500, 6000][rng.below(4) as usize],
         }
     }
 }
@@ -80,6 +84,8 @@ pub struct Profile {
     pub append_bytes_max: Option<u64>,
     /// Overrides the length of the faulty phase.
     pub safety_ticks: Option<u64>,
+    /// Overrides the padding of each snapshot.
+    pub snapshot_pad_bytes: Option<usize>,
 }
 
 fn run_seed_inner(
@@ -92,6 +98,7 @@ fn run_seed_inner(
     if let Some(p) = profile {
         shape.voters = p.voters;
         shape.safety_ticks = p.safety_ticks.unwrap_or(shape.safety_ticks);
+        shape.snapshot_pad_bytes = p.snapshot_pad_bytes.unwrap_or(shape.snapshot_pad_bytes);
     }
     let append_bytes_max = profile.and_then(|p| p.append_bytes_max);
     let mut world = World::new_with(
@@ -110,10 +117,11 @@ fn run_seed_inner(
         world.faults = p.faults.clone();
     }
     world.trace = trace;
+    world.snapshot_pad_bytes = shape.snapshot_pad_bytes;
     if trace {
         println!(
-            "shape: voters={} spares={} faults={:?}",
-            shape.voters, shape.spares, world.faults
+            "shape: voters={} spares={} snapshot_pad_bytes={} faults={:?}",
+            shape.voters, shape.spares, shape.snapshot_pad_bytes, world.faults
         );
     }
     for _ in 0..shape.safety_ticks {
@@ -127,6 +135,7 @@ fn run_seed_inner(
     Ok(Outcome {
         committed: world.committed_proposals.len(),
         reads_checked: world.checker.reads_checked,
+        stats: world.stats.clone(),
     })
 }
 

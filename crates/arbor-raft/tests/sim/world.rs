@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arbor_raft::{
     Bugs, ConfChange, ConfChangeSingle, ConfState, Config, Entry, EntryKind, LogIndex, MemStorage,
-    Message, NodeId, ProposeError, RawNode, ReadOnlyOption, Ready, Role, Snapshot, Storage, Term,
+    Message, MessageBody, NodeId, ProposeError, RawNode, ReadOnlyOption, Ready, Role, Snapshot,
+    Storage, Term,
 };
 use bytes::Bytes;
 
@@ -54,6 +55,15 @@ pub struct World {
     next_read: u64,
     pub stats: Stats,
     pub trace: bool,
+    /// Bytes of padding in each snapshot taken (its size, less the 8-byte digest).
+    pub snapshot_pad_bytes: usize,
+    /// Snapshot transfers: (leader, leader term, follower, snapshot index) -> the largest
+    /// `received_bytes` delivered to the leader. Every chunk the leader sends must end
+    /// within its window of that (an upper bound of what the leader believes acknowledged,
+    /// so the check does not trust the leader's own accounting).
+    snapshot_acked: BTreeMap<(NodeId, Term, NodeId, LogIndex), u64>,
+    /// Followers holding part of a snapshot they have not installed: follower -> index.
+    receiving_snapshot: BTreeMap<NodeId, LogIndex>,
 }
 
 #[derive(Default, Debug, Clone)]
@@ -65,6 +75,17 @@ pub struct Stats {
     pub snapshots: u64,
     pub snapshots_installed: u64,
     pub proposals_rejected: u64,
+    /// Snapshot chunks leaders put on the wire (first sends and resends).
+    pub snapshot_chunks_sent: u64,
+    /// Chunks sent below what the follower had acknowledged: the leader went back after the
+    /// follower reported holding less (it restarted).
+    pub snapshot_chunks_below_ack: u64,
+    /// Chunk acknowledgements delivered to leaders.
+    pub snapshot_acks_delivered: u64,
+    /// Crashes of a follower holding part of a snapshot it had not installed.
+    pub crashes_mid_snapshot: u64,
+    /// The largest snapshot installed, in bytes.
+    pub largest_snapshot_installed_bytes: u64,
 }
 
 pub const ELECTION_TICKS: u64 = 10;
@@ -105,6 +126,9 @@ impl World {
             config.inflight_bytes_max = 2000;
             config.uncommitted_entries_max = 64;
             config.snapshot_chunk_bytes_max = 64;
+            config.snapshot_inflight_chunks_max = 4;
+            config.snapshot_inflight_bytes_max = 4 * 64;
+            config.snapshot_chunk_timeout_ticks = 8;
             tweak(&mut config);
             let durable = MemStorage::new_with_conf_state(initial.clone());
             let mut raw = RawNode::new(&config, durable.clone()).expect("valid config");
@@ -145,6 +169,9 @@ impl World {
             next_read: 0,
             stats: Stats::default(),
             trace: false,
+            snapshot_pad_bytes: 150,
+            snapshot_acked: BTreeMap::new(),
+            receiving_snapshot: BTreeMap::new(),
         }
     }
 
@@ -312,6 +339,9 @@ impl World {
             return;
         }
         self.stats.crashes += 1;
+        if self.receiving_snapshot.remove(&id).is_some() {
+            self.stats.crashes_mid_snapshot += 1;
+        }
         n.raw = None;
         n.pending = None;
         n.paused_until = None;
@@ -465,6 +495,7 @@ impl World {
             if self.trace {
                 println!("t={} deliver {m}", self.now);
             }
+            self.observe_delivery(&m);
             if let Some(raw) = self.nodes.get_mut(&to).and_then(|n| n.raw.as_mut()) {
                 raw.step(m)
                     .map_err(|e| Violation(format!("step refused: {e}")))?;
@@ -600,26 +631,94 @@ impl World {
         }
     }
 
+    /// Notes snapshot traffic arriving at a running node, for the window check and stats.
+    fn observe_delivery(&mut self, m: &Message) {
+        if self.nodes.get(&m.to).is_none_or(|n| n.raw.is_none()) {
+            return;
+        }
+        match &m.body {
+            MessageBody::SnapshotAck {
+                snapshot_index,
+                received_bytes,
+                refused: None,
+                ..
+            } => {
+                self.stats.snapshot_acks_delivered += 1;
+                let acked = self
+                    .snapshot_acked
+                    .entry((m.to, m.term, m.from, *snapshot_index))
+                    .or_insert(0);
+                *acked = (*acked).max(*received_bytes);
+            }
+            MessageBody::Snapshot { metadata, .. }
+                if self.nodes[&m.to].applied < metadata.index =>
+            {
+                self.receiving_snapshot.insert(m.to, metadata.index);
+            }
+            _ => {}
+        }
+    }
+
+    /// Flow control: a chunk a leader sends ends within its window past the most the
+    /// follower ever acknowledged to it.
+    fn check_snapshot_window(&mut self, m: &Message) -> Result<(), Violation> {
+        let MessageBody::Snapshot {
+            metadata,
+            offset,
+            data,
+            ..
+        } = &m.body
+        else {
+            return Ok(());
+        };
+        self.stats.snapshot_chunks_sent += 1;
+        let window = self.nodes[&m.from].config.snapshot_inflight_bytes_max;
+        let acked = self
+            .snapshot_acked
+            .get(&(m.from, m.term, m.to, metadata.index))
+            .copied()
+            .unwrap_or(0);
+        if *offset < acked {
+            self.stats.snapshot_chunks_below_ack += 1;
+        }
+        let end = offset + data.len() as u64;
+        if end > acked + window {
+            return Err(Violation(format!(
+                "snapshot flow control: {} sent [{offset}, {end}) of snapshot {} to {} with at \
+                 most {acked} bytes acknowledged and a window of {window}",
+                m.from, metadata.index, m.to
+            )));
+        }
+        Ok(())
+    }
+
+    /// Snapshots `id`'s applied state now (padded by `snapshot_pad_bytes`) and compacts its
+    /// log. Returns the snapshot's index, or `None` when there is too little to compact.
+    pub fn snapshot_on(&mut self, id: NodeId) -> Option<LogIndex> {
+        let pad = self.snapshot_pad_bytes;
+        let n = self.nodes.get_mut(&id)?;
+        let raw = n.raw.as_mut()?;
+        let first = raw.store().first_index();
+        if n.applied.0 < first.0 + 3 {
+            return None;
+        }
+        // The state: its digest, padded so that it travels in several chunks.
+        let mut data = n.digest.to_be_bytes().to_vec();
+        data.extend(std::iter::repeat_n(0xab, pad));
+        let index = n.applied;
+        raw.store_mut()
+            .create_snapshot(index, n.conf.clone(), Bytes::from(data))
+            .ok()?;
+        self.stats.snapshots += 1;
+        n.durable = raw.store().clone();
+        Some(index)
+    }
+
     fn take_snapshot(&mut self) {
         let Some(id) = self.rng.pick(&self.ids()) else {
             return;
         };
-        let n = self.nodes.get_mut(&id).expect("node exists");
-        let Some(raw) = n.raw.as_mut() else { return };
-        let first = raw.store().first_index();
-        if n.applied.0 < first.0 + 3 {
-            return;
-        }
-        // The state: its digest, padded so that it travels in several chunks.
-        let mut data = n.digest.to_be_bytes().to_vec();
-        data.extend(std::iter::repeat_n(0xab, 150));
-        let result = raw
-            .store_mut()
-            .create_snapshot(n.applied, n.conf.clone(), Bytes::from(data));
-        if result.is_ok() {
-            self.stats.snapshots += 1;
-            n.durable = raw.store().clone();
-        }
+        self.snapshot_on(id);
     }
 
     /// Drives one node's Ready cycle: take a Ready (its messages leave at once), persist it
@@ -643,6 +742,7 @@ impl World {
                 let n = self.nodes.get_mut(&id).expect("node exists");
                 n.pending = Some((self.now + delay, ready));
                 for m in messages {
+                    self.check_snapshot_window(&m)?;
                     self.send(m);
                 }
             }
@@ -671,6 +771,17 @@ impl World {
             n.conf = snapshot.metadata.conf_state.clone();
             n.last_zxid = 0;
             self.stats.snapshots_installed += 1;
+            self.stats.largest_snapshot_installed_bytes = self
+                .stats
+                .largest_snapshot_installed_bytes
+                .max(snapshot.data.len() as u64);
+            if self
+                .receiving_snapshot
+                .get(&id)
+                .is_some_and(|&i| i <= snapshot.metadata.index)
+            {
+                self.receiving_snapshot.remove(&id);
+            }
             self.checker.observe_snapshot(id, n.applied, n.digest)?;
         }
         raw.store_mut().append(&ready.entries);
