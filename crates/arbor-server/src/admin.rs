@@ -163,6 +163,7 @@ fn monitor(core: &Core) -> String {
         ),
         ("arbor_fsync_batches", core.stats.fsync_batches.to_string()),
     ];
+    rows.extend(security_rows(core));
     let raft = core.raft_status();
     rows.push(("arbor_raft_term", raft.term.0.to_string()));
     rows.push(("arbor_raft_commit_index", raft.commit.0.to_string()));
@@ -210,11 +211,55 @@ fn monitor(core: &Core) -> String {
     text
 }
 
+/// The memory budget and the limits' refusals (Secure arbor).
+fn security_rows(core: &Core) -> Vec<(&'static str, String)> {
+    let level = match core.memory_level() {
+        crate::limits::BudgetLevel::Normal => 0,
+        crate::limits::BudgetLevel::Warning => 1,
+        crate::limits::BudgetLevel::Exceeded => 2,
+    };
+    vec![
+        (
+            "arbor_memory_estimate_bytes",
+            core.memory_use().estimate_bytes().to_string(),
+        ),
+        (
+            "arbor_memory_budget_bytes",
+            core.config().memory_budget_bytes.to_string(),
+        ),
+        // 0 below 80 % of the budget, 1 past 80 %, 2 past 100 % (growing writes refused).
+        ("arbor_memory_budget_level", level.to_string()),
+        (
+            "arbor_memory_budget_refused_writes",
+            core.security.refused_by_memory_budget.to_string(),
+        ),
+        (
+            "arbor_watches_refused",
+            core.security.refused_watches.to_string(),
+        ),
+        (
+            "arbor_listings_refused",
+            core.security.refused_listings.to_string(),
+        ),
+        (
+            "arbor_audit_lines_dropped",
+            core.security.audit_dropped().to_string(),
+        ),
+        (
+            "arbor_resident_set_bytes",
+            crate::limits::resident_set_bytes().to_string(),
+        ),
+    ]
+}
+
 fn configuration(core: &Core) -> String {
     let config = core.config();
     let (min, max) = config.session_timeout_bounds_ms();
     let mut text = String::new();
     let _ = writeln!(text, "clientPort={}", config.client_address.port());
+    if let Some(secure) = config.secure_client_address {
+        let _ = writeln!(text, "secureClientPort={}", secure.port());
+    }
     let _ = writeln!(text, "clientPortAddress={}", config.client_address.ip());
     let _ = writeln!(text, "dataDir={}", config.data_dir.display());
     let _ = writeln!(text, "dataLogDir={}", config.data_dir.display());

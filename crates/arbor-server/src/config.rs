@@ -139,6 +139,38 @@ pub struct ServerConfig {
     /// Settings read from `-Dkey=value` or a zoo.cfg that arbor stores but does not act on,
     /// kept so `conf` and `envi` can show them.
     pub properties: BTreeMap<String, String>,
+    /// Where TLS clients connect (ZooKeeper's `secureClientPort`); none: no TLS port.
+    pub secure_client_address: Option<SocketAddr>,
+    /// TLS of the secure client port (`[tls]`; zoo.cfg `ssl.*`).
+    pub tls: crate::tls::TlsConfig,
+    /// JAAS file whose `Server` section lists SASL DIGEST-MD5 users
+    /// (`-Djava.security.auth.login.config`); none: SASL answers AuthFailed.
+    pub sasl_jaas_file: Option<PathBuf>,
+    /// The SASL user that also gets the `super` identity (`zookeeper.superUser`).
+    pub sasl_super_user: Option<String>,
+    /// The certificate subject that also gets the `super` identity
+    /// (`zookeeper.X509AuthenticationProvider.superUser`).
+    pub x509_super_user: Option<String>,
+    /// Watches one connection may hold; a request that would set one more is answered
+    /// ThrottledOp (0 = no limit).
+    pub watches_per_connection_max: u32,
+    /// Largest child listing (encoded names) a getChildren answers; a larger one is answered
+    /// ThrottledOp rather than sent to a client that could not read it (0 = no limit).
+    pub children_listing_bytes_max: u32,
+    /// Bytes of replies and events queued for a connection before it counts as a slow reader
+    /// and is closed (0 = only `outbound_queue_max` bounds it).
+    pub outbound_bytes_max: u64,
+    /// Memory budget of the data tree and the session/watch tables (estimated): past 80 % a
+    /// warning and a metric, past 100 % writes that grow the state are answered ThrottledOp
+    /// (0 = no budget).
+    pub memory_budget_bytes: u64,
+    /// Whether hard quotas (`setquota -N/-B`) refuse writes with QuotaExceeded
+    /// (`zookeeper.enforceQuota`; on in arbor). Soft quotas are only logged.
+    pub quota_enforced: bool,
+    /// Whether every client write is audited (ZooKeeper's `audit.enable`).
+    pub audit_enabled: bool,
+    /// File the audit lines are appended to besides the `audit` log target.
+    pub audit_log_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -168,9 +200,28 @@ impl Default for ServerConfig {
             reconfig_enabled: false,
             read_only_mode_enabled: true,
             properties: BTreeMap::new(),
+            secure_client_address: None,
+            tls: crate::tls::TlsConfig::default(),
+            sasl_jaas_file: None,
+            sasl_super_user: None,
+            x509_super_user: None,
+            watches_per_connection_max: WATCHES_PER_CONNECTION_MAX_DEFAULT,
+            children_listing_bytes_max: arbor_proto::FRAME_SIZE_BYTES_MAX_DEFAULT,
+            outbound_bytes_max: OUTBOUND_BYTES_MAX_DEFAULT,
+            memory_budget_bytes: MEMORY_BUDGET_BYTES_DEFAULT,
+            quota_enforced: true,
+            audit_enabled: false,
+            audit_log_file: None,
         }
     }
 }
+
+/// Default of [`ServerConfig::watches_per_connection_max`].
+pub const WATCHES_PER_CONNECTION_MAX_DEFAULT: u32 = 100_000;
+/// Default of [`ServerConfig::outbound_bytes_max`]: 32 MiB per connection.
+pub const OUTBOUND_BYTES_MAX_DEFAULT: u64 = 32 * 1024 * 1024;
+/// Default of [`ServerConfig::memory_budget_bytes`]: 2 GiB.
+pub const MEMORY_BUDGET_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
 
 impl ServerConfig {
     /// The negotiated-timeout bounds in milliseconds.
@@ -346,6 +397,7 @@ impl ServerConfig {
                 }
                 "jute.maxbuffer" => config.frame_size_bytes_max = parse_positive(key, value)?,
                 "snapCount" => config.snapshot_every_entries = parse_positive(key, value)?,
+                key if crate::security_config::apply(&mut config, key, value)? => {}
                 key if key.starts_with("server.") => {
                     let id: u64 = parse(key, &key["server.".len()..])?;
                     servers.insert(id, value.to_owned());
@@ -414,6 +466,12 @@ impl ServerConfig {
         })?;
         let host = client_host.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         config.client_address = SocketAddr::new(host, port);
+        if let Some(secure) = config.secure_client_address.as_mut()
+            && secure.ip().is_unspecified()
+        {
+            // ZooKeeper's secureClientPortAddress defaults to clientPortAddress.
+            secure.set_ip(host);
+        }
         Ok((config, warnings))
     }
 
@@ -443,6 +501,7 @@ impl ServerConfig {
             }
             "zookeeper.snapCount" => self.snapshot_every_entries = parse_positive(key, value)?,
             "readonlymode.enabled" => self.read_only_mode_enabled = parse(key, value)?,
+            key if crate::security_config::apply(self, key, value)? => {}
             _ => {
                 self.properties.insert(key.to_owned(), value.to_owned());
                 return Ok(Some(format!("-D{key}={value}: unknown to arbor, ignored")));

@@ -1,26 +1,43 @@
 //! One client connection: the handshake (or a four-letter word), then a reader loop that turns
 //! frames into requests for the core and a writer task that encodes what the core sends back.
+//! Generic over the byte stream, so plain TCP and TLS (the secure client port) share it all.
+//! SASL exchanges run here (the mechanism's state is per connection); the core learns only
+//! each step's reply and, at the end, the identities the connection gains.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arbor_proto::{
-    ConnectRequest, ErrorCode, Jute, Reader, ReplyHeader, Request, RequestHeader, four_letter_word,
-    split_frame, write_frame, write_notification, write_reply,
+    ConnectRequest, ErrorCode, Id, Jute, Reader, ReplyHeader, Request, RequestHeader,
+    four_letter_word, split_frame, write_frame, write_notification, write_reply,
 };
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
-use crate::core::{ConnectOutcome, CoreMessage};
+use crate::core::{ConnectOutcome, CoreMessage, SaslOutcome};
+use crate::limits::{OutboundReceiver, outbound_queue};
 use crate::outbound::Outbound;
+use crate::sasl::{DigestMd5Server, SaslStep, SaslUsers};
 use crate::watches::ConnectionId;
+
+/// A client byte stream: TCP, or TLS over TCP.
+pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for T {}
+
+/// What a connection knows before its first byte: identities the transport proved (an x509
+/// subject), and the SASL users.
+#[derive(Clone, Default)]
+pub(crate) struct Admission {
+    /// Identities proven by the transport (TLS client certificate).
+    pub identities: Vec<Id>,
+    /// SASL DIGEST-MD5 users; none: SASL requests go to the core, which refuses them.
+    pub sasl_users: Option<Arc<SaslUsers>>,
+}
 
 /// Bytes written to the socket in one go at most; more queued replies wait for the next write.
 const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
@@ -29,15 +46,25 @@ const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 type CloseReason = String;
 
 /// Serves one accepted socket until it closes; tells the core when it does.
-pub(crate) async fn serve(
-    stream: TcpStream,
+pub(crate) async fn serve<S: ClientStream>(
+    stream: S,
     peer: SocketAddr,
     connection: ConnectionId,
     core: mpsc::Sender<CoreMessage>,
     config: Arc<ServerConfig>,
+    admission: Admission,
 ) {
     let closer = CancellationToken::new();
-    match serve_inner(stream, peer, connection, &core, &config, closer.clone()).await {
+    let served = serve_inner(
+        stream,
+        peer,
+        connection,
+        &core,
+        &config,
+        admission,
+        closer.clone(),
+    );
+    match served.await {
         Ok(()) => debug!(%peer, "connection ended"),
         Err(reason) => info!(%peer, %reason, "connection closed"),
     }
@@ -45,15 +72,16 @@ pub(crate) async fn serve(
     let _ = core.send(CoreMessage::Closed { connection }).await;
 }
 
-async fn serve_inner(
-    stream: TcpStream,
+async fn serve_inner<S: ClientStream>(
+    stream: S,
     peer: SocketAddr,
     connection: ConnectionId,
     core: &mpsc::Sender<CoreMessage>,
     config: &ServerConfig,
+    admission: Admission,
     closer: CancellationToken,
 ) -> Result<(), CloseReason> {
-    let (mut read_half, mut write_half) = stream.into_split();
+    let (mut read_half, mut write_half) = tokio::io::split(stream);
     let mut buffer = BytesMut::with_capacity(4096);
     while buffer.len() < 4 {
         if read_half
@@ -84,7 +112,8 @@ async fn serve_inner(
     };
     let request = ConnectRequest::decode(&mut Reader::from_bytes(&payload))
         .map_err(|error| format!("malformed connect request: {error}"))?;
-    let (outbound_tx, outbound_rx) = mpsc::channel(config.outbound_queue_max.max(1) as usize);
+    let (outbound_tx, outbound_rx) =
+        outbound_queue(config.outbound_queue_max, config.outbound_bytes_max);
     let permits = Arc::new(Semaphore::new(
         config.requests_inflight_per_connection_max.max(1) as usize,
     ));
@@ -96,6 +125,7 @@ async fn serve_inner(
         outbound: outbound_tx,
         closer: closer.clone(),
         permits: permits.clone(),
+        identities: admission.identities,
         reply,
     };
     core.send(message).await.map_err(|_| "server stopping")?;
@@ -116,19 +146,28 @@ async fn serve_inner(
         .write_all(&out)
         .await
         .map_err(|e| e.to_string())?;
+    write_half.flush().await.map_err(|e| e.to_string())?;
     let writer = tokio::spawn(write_loop(write_half, outbound_rx, closer.clone()));
-    let result = read_loop(
-        read_half, buffer, connection, core, frame_max, permits, &closer,
-    )
-    .await;
+    let reader = ConnectionReader {
+        read_half,
+        buffer,
+        connection,
+        frame_max,
+        permits,
+        sasl: admission
+            .sasl_users
+            .filter(|users| !users.is_empty())
+            .map(|users| (users, DigestMd5Server::new())),
+    };
+    let result = read_loop(reader, core, &closer).await;
     closer.cancel();
     let _ = writer.await;
     result
 }
 
 /// Reads the next whole frame, or `None` at end of stream or when the connection is closed.
-async fn next_frame(
-    read_half: &mut OwnedReadHalf,
+async fn next_frame<R: AsyncRead + Unpin>(
+    read_half: &mut R,
     buffer: &mut BytesMut,
     frame_max: u32,
     closer: &CancellationToken,
@@ -156,16 +195,67 @@ async fn next_frame(
     }
 }
 
-async fn read_loop(
-    mut read_half: OwnedReadHalf,
-    mut buffer: BytesMut,
+/// The reading side of an established connection.
+struct ConnectionReader<S> {
+    read_half: ReadHalf<S>,
+    buffer: BytesMut,
     connection: ConnectionId,
-    core: &mpsc::Sender<CoreMessage>,
     frame_max: u32,
     permits: Arc<Semaphore>,
+    /// The SASL users and this connection's DIGEST-MD5 exchange, when SASL is configured.
+    sasl: Option<(Arc<SaslUsers>, DigestMd5Server)>,
+}
+
+/// Runs one SASL step here and tells the core only its outcome.
+fn sasl_message(
+    users: &SaslUsers,
+    server: &mut DigestMd5Server,
+    connection: ConnectionId,
+    xid: i32,
+    token: &[u8],
+    received: Instant,
+) -> CoreMessage {
+    let outcome = match server.step(users, token, &crate::sasl::fresh_nonce()) {
+        SaslStep::Challenge(token) => SaslOutcome::Continue(Bytes::from(token)),
+        SaslStep::Success {
+            token,
+            identities,
+            user,
+        } => {
+            info!(%user, "SASL DIGEST-MD5 authentication succeeded");
+            SaslOutcome::Authenticated {
+                token: Bytes::from(token),
+                identities,
+            }
+        }
+        SaslStep::Failure(reason) => {
+            warn!(%reason, "SASL authentication failed; closing the connection");
+            SaslOutcome::Failed
+        }
+    };
+    CoreMessage::Sasl {
+        connection,
+        xid,
+        received,
+        outcome,
+    }
+}
+
+async fn read_loop<S: ClientStream>(
+    mut conn: ConnectionReader<S>,
+    core: &mpsc::Sender<CoreMessage>,
     closer: &CancellationToken,
 ) -> Result<(), CloseReason> {
-    while let Some(payload) = next_frame(&mut read_half, &mut buffer, frame_max, closer).await? {
+    let connection = conn.connection;
+    let permits = conn.permits.clone();
+    while let Some(payload) = next_frame(
+        &mut conn.read_half,
+        &mut conn.buffer,
+        conn.frame_max,
+        closer,
+    )
+    .await?
+    {
         let received = Instant::now();
         let mut reader = Reader::from_bytes(&payload);
         let header = RequestHeader::decode(&mut reader)
@@ -183,11 +273,16 @@ async fn read_loop(
             },
             _ = closer.cancelled() => return Ok(()),
         }
-        let message = CoreMessage::Request {
-            connection,
-            xid: header.xid,
-            request,
-            received,
+        let message = match (request, conn.sasl.as_mut()) {
+            (Request::Sasl(sasl), Some((users, server))) => {
+                sasl_message(users, server, connection, header.xid, &sasl.token, received)
+            }
+            (request, _) => CoreMessage::Request {
+                connection,
+                xid: header.xid,
+                request,
+                received,
+            },
         };
         if core.send(message).await.is_err() {
             return Err("server stopping".into());
@@ -196,9 +291,9 @@ async fn read_loop(
     Ok(())
 }
 
-async fn write_loop(
-    mut write_half: OwnedWriteHalf,
-    mut outbound: mpsc::Receiver<Outbound>,
+async fn write_loop<S: ClientStream>(
+    mut write_half: WriteHalf<S>,
+    mut outbound: OutboundReceiver,
     closer: CancellationToken,
 ) {
     let mut buffer = Vec::with_capacity(64 * 1024);
@@ -211,14 +306,22 @@ async fn write_loop(
         let mut close = encode(first, &mut buffer);
         while !close && buffer.len() < WRITE_BATCH_BYTES_MAX {
             match outbound.try_recv() {
-                Ok(message) => close = encode(message, &mut buffer),
-                Err(_) => break,
+                Some(message) => close = encode(message, &mut buffer),
+                None => break,
             }
         }
         if write_half.write_all(&buffer).await.is_err() {
             break;
         }
+        // TLS buffers what it encrypts: push it to the socket now, not at the next write.
+        if write_half.flush().await.is_err() {
+            break;
+        }
         buffer.clear();
+        // A burst can grow the buffer far past its usual size; give that memory back.
+        if buffer.capacity() > 4 * WRITE_BATCH_BYTES_MAX {
+            buffer = Vec::with_capacity(64 * 1024);
+        }
         if close {
             break;
         }

@@ -13,17 +13,24 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod admin;
+mod audit;
 mod config;
 mod connection;
 mod core;
 mod envelope;
+mod keystore;
+mod limits;
 mod outbound;
 pub mod peer;
 mod reads;
 mod recovery;
+mod sasl;
+mod security_config;
 mod stats;
 mod storage;
+mod tls;
 mod watches;
+mod x509;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -35,10 +42,17 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use admin::ZOOKEEPER_COMPATIBLE_VERSION;
-pub use config::{ConfigError, ServerConfig};
+pub use config::{
+    ConfigError, MEMORY_BUDGET_BYTES_DEFAULT, OUTBOUND_BYTES_MAX_DEFAULT, ServerConfig,
+    WATCHES_PER_CONNECTION_MAX_DEFAULT,
+};
+pub use keystore::{KeyStoreError, StoreLocation, StoreType};
+pub use limits::resident_set_bytes;
+pub use sasl::{JaasError, SaslUsers};
+pub use tls::{ClientAuth, TlsConfig, TlsError};
 pub use watches::{ConnectionId, Notification, WatchKind, WatchManager};
 
 use crate::core::{Core, CoreMessage};
@@ -69,11 +83,19 @@ pub enum ServerError {
     /// writes it could not make durable.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The secure client port's TLS settings or stores are unusable.
+    #[error("secure client port: {0}")]
+    Tls(#[from] TlsError),
+    /// The JAAS file with the SASL users is unusable.
+    #[error("SASL: {0}")]
+    Jaas(#[from] JaasError),
 }
 
 /// A running server.
 pub struct Server {
     local_address: SocketAddr,
+    /// The secure (TLS) client port, when configured.
+    secure: Option<(SocketAddr, JoinHandle<()>)>,
     /// Keeps the core's peer inbox open (nothing sends on it without a cluster transport).
     _peer_inbox: mpsc::Sender<(u64, bytes::Bytes)>,
     /// The transport to the other members; none for a standalone server.
@@ -91,6 +113,18 @@ impl Server {
     /// [`ServerError::Bind`] when the address is taken.
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         let config = Arc::new(config);
+        // Security settings are checked before anything else starts, so a bad keystore or
+        // JAAS file is one clear error at start-up.
+        let tls = match config.secure_client_address {
+            Some(_) => Some(Arc::new(tls::ReloadingAcceptor::new(config.tls.clone())?)),
+            None => None,
+        };
+        let sasl_users = match &config.sasl_jaas_file {
+            Some(path) => Some(Arc::new(
+                SaslUsers::from_jaas_file(path)?.with_super_user(config.sasl_super_user.clone()),
+            )),
+            None => None,
+        };
         let recovery_config = config.clone();
         let recovery = tokio::task::spawn_blocking(move || recovery::recover(&recovery_config))
             .await
@@ -139,14 +173,47 @@ impl Server {
             source,
         })?;
         let stop = CancellationToken::new();
-        let acceptor = tokio::spawn(accept_loop(
-            listener,
-            inbox_tx,
-            config.clone(),
-            stop.clone(),
-        ));
+        let counts = Arc::new(Mutex::new(ConnectionCounts::default()));
+        let next_id = Arc::new(AtomicU64::new(1));
+        let secure = match (config.secure_client_address, tls) {
+            (Some(address), Some(tls)) => {
+                let listener = match TcpListener::bind(address).await {
+                    Ok(listener) => listener,
+                    Err(source) => {
+                        core.abort();
+                        return Err(ServerError::Bind { address, source });
+                    }
+                };
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| ServerError::Bind { address, source })?;
+                let context = AcceptContext {
+                    core: inbox_tx.clone(),
+                    config: config.clone(),
+                    stop: stop.clone(),
+                    counts: counts.clone(),
+                    next_id: next_id.clone(),
+                    tls: Some(tls),
+                    sasl_users: sasl_users.clone(),
+                };
+                info!(address = %bound, "serving TLS clients");
+                Some((bound, tokio::spawn(accept_loop(listener, context))))
+            }
+            _ => None,
+        };
+        let context = AcceptContext {
+            core: inbox_tx,
+            config: config.clone(),
+            stop: stop.clone(),
+            counts,
+            next_id,
+            tls: None,
+            sasl_users,
+        };
+        let acceptor = tokio::spawn(accept_loop(listener, context));
         info!(address = %local_address, data_dir = %config.data_dir.display(), "serving");
         Ok(Server {
+            secure,
             _peer_inbox: peer_tx,
             network,
             local_address,
@@ -161,6 +228,11 @@ impl Server {
         self.local_address
     }
 
+    /// The address TLS clients connect to, when a secure client port is configured.
+    pub fn secure_address(&self) -> Option<SocketAddr> {
+        self.secure.as_ref().map(|(address, _)| *address)
+    }
+
     /// Stops accepting, closes every connection, flushes the log and returns. Sessions
     /// survive: clients reconnect to the next server (or this one after a restart).
     ///
@@ -168,6 +240,9 @@ impl Server {
     /// [`ServerError::Storage`] if the log could not be flushed.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.stop.cancel();
+        if let Some((_, secure)) = self.secure {
+            let _ = secure.await;
+        }
         let _ = self.acceptor.await;
         let result = match self.core.await {
             Ok(Ok(())) => Ok(()),
@@ -193,6 +268,9 @@ impl Server {
         tokio::select! {
             result = &mut core => {
                 self.stop.cancel();
+                if let Some((_, secure)) = self.secure {
+                    let _ = secure.await;
+                }
                 let _ = self.acceptor.await;
                 return match result {
                     Ok(Ok(())) => Ok(()),
@@ -204,6 +282,7 @@ impl Server {
         }
         info!("shutting down");
         Server {
+            secure: self.secure,
             _peer_inbox: self._peer_inbox,
             network: self.network,
             local_address: self.local_address,
@@ -280,14 +359,32 @@ impl Drop for ConnectionSlot {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What an accept loop shares with its connections (one loop per client port).
+struct AcceptContext {
     core: mpsc::Sender<CoreMessage>,
     config: Arc<ServerConfig>,
     stop: CancellationToken,
-) {
-    let counts = Arc::new(Mutex::new(ConnectionCounts::default()));
-    let next_id = AtomicU64::new(1);
+    /// Shared by both ports: the limits count every client connection.
+    counts: Arc<Mutex<ConnectionCounts>>,
+    next_id: Arc<AtomicU64>,
+    /// Set on the secure port.
+    tls: Option<Arc<tls::ReloadingAcceptor>>,
+    sasl_users: Option<Arc<SaslUsers>>,
+}
+
+/// How long a TLS client may take to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn accept_loop(listener: TcpListener, context: AcceptContext) {
+    let AcceptContext {
+        core,
+        config,
+        stop,
+        counts,
+        next_id,
+        tls,
+        sasl_users,
+    } = context;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -324,10 +421,49 @@ async fn accept_loop(
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let core = core.clone();
         let config = config.clone();
+        let mut admission = connection::Admission {
+            identities: Vec::new(),
+            sasl_users: sasl_users.clone(),
+        };
+        let Some(tls) = tls.clone() else {
+            tokio::spawn(async move {
+                connection::serve(stream, peer, id, core, config, admission).await;
+                drop(slot);
+            });
+            continue;
+        };
         tokio::spawn(async move {
-            connection::serve(stream, peer, id, core, config).await;
+            let acceptor = tls.current();
+            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    info!(%peer, %error, "TLS handshake failed; closing");
+                    return;
+                }
+                Err(_) => {
+                    info!(%peer, "TLS handshake timed out; closing");
+                    return;
+                }
+            };
+            let leaf = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first());
+            if let Some(identity) = leaf.and_then(x509::identity_of) {
+                if config.x509_super_user.as_deref() == Some(identity.id.as_str()) {
+                    admission.identities.push(arbor_proto::Id::new("super", ""));
+                }
+                debug!(%peer, subject = %identity.id, "TLS client certificate");
+                admission.identities.push(identity);
+            }
+            connection::serve(stream, peer, id, core, config, admission).await;
             drop(slot);
         });
     }
-    let _ = core.send(CoreMessage::Shutdown).await;
+    // Only the plain port's loop stops the core (the secure one ends with it).
+    if tls.is_none() {
+        let _ = core.send(CoreMessage::Shutdown).await;
+    }
 }

@@ -20,6 +20,37 @@ impl Core {
         session_id: SessionId,
         request: Request,
     ) -> Result<Response, ErrorCode> {
+        // Limits (core/security.rs): a request that would set a watch past the connection's
+        // limit is not executed at all.
+        let watch = match &request {
+            Request::Exists(r) if r.watch => Some((r.path.as_str(), WatchKind::Data)),
+            Request::GetData(r) if r.watch => Some((r.path.as_str(), WatchKind::Data)),
+            Request::GetChildren(r) if r.watch => Some((r.path.as_str(), WatchKind::Child)),
+            Request::GetChildren2(r) if r.watch => Some((r.path.as_str(), WatchKind::Child)),
+            Request::AddWatch(r) => Some((r.path.as_str(), WatchKind::Persistent)),
+            _ => None,
+        };
+        if let Some((path, kind)) = watch
+            && !self.watch_allowed(connection, path, kind)
+        {
+            return Err(ErrorCode::ThrottledOp);
+        }
+        let new_watches = match &request {
+            Request::SetWatches(s) => {
+                s.data_watches.len() + s.exist_watches.len() + s.child_watches.len()
+            }
+            Request::SetWatches2(s) => {
+                s.data_watches.len()
+                    + s.exist_watches.len()
+                    + s.child_watches.len()
+                    + s.persistent_watches.len()
+                    + s.persistent_recursive_watches.len()
+            }
+            _ => 0,
+        };
+        if new_watches > 0 && !self.watches_allowed(connection, new_watches) {
+            return Err(ErrorCode::ThrottledOp);
+        }
         match request {
             Request::Exists(r) => {
                 let result = self
@@ -44,6 +75,9 @@ impl Core {
                 let (children, _) = self
                     .tree()
                     .get_children(&r.path, self.connection_identities(connection))?;
+                if !self.listing_allowed(&r.path, &children) {
+                    return Err(ErrorCode::ThrottledOp);
+                }
                 if r.watch {
                     self.watches_mut()
                         .add(connection, &r.path, WatchKind::Child);
@@ -54,6 +88,9 @@ impl Core {
                 let (children, stat) = self
                     .tree()
                     .get_children(&r.path, self.connection_identities(connection))?;
+                if !self.listing_allowed(&r.path, &children) {
+                    return Err(ErrorCode::ThrottledOp);
+                }
                 if r.watch {
                     self.watches_mut()
                         .add(connection, &r.path, WatchKind::Child);
@@ -120,8 +157,8 @@ impl Core {
                 self.add_identities(connection, identities);
                 Ok(Response::Empty)
             }
-            // SASL arrives with the "Secure arbor" work; until then a SASL client is told its
-            // authentication failed, which is what ZooKeeper answers when SASL is not set up.
+            // With SASL users configured the connection task runs the exchange; here SASL is
+            // not set up, and ZooKeeper then answers that authentication failed.
             Request::Sasl(_) => Err(ErrorCode::AuthFailed),
             Request::AddWatch(r) => {
                 let kind = match AddWatchMode::from_i32(r.mode) {

@@ -34,7 +34,13 @@ pub(crate) fn recover(config: &ServerConfig) -> Result<Recovery, ServerError> {
         super_digest: config.super_digest.clone(),
         extended_types_enabled: config.ttl_nodes_enabled,
         reconfig_enabled: config.reconfig_enabled && config.is_clustered(),
-        ..TreeConfig::default()
+        // SASL users and certificate subjects are ACL ids on every server alike (the tree
+        // config must not differ between replicas), whether or not this one authenticates so.
+        additional_auth_schemes: vec![
+            crate::sasl::SASL_SCHEME.to_owned(),
+            crate::x509::X509_SCHEME.to_owned(),
+        ],
+        quota_enforced: config.quota_enforced,
     };
     let (wal, recovered) =
         Wal::open(LogConfig::new(dir.clone())).map_err(|e| fail(e.to_string()))?;

@@ -15,6 +15,7 @@ mod introspect;
 mod membership;
 mod pipeline;
 mod replies;
+mod security;
 mod sessions;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -32,9 +33,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
-use crate::outbound::Outbound;
+use crate::limits::OutboundSender;
 use crate::stats::Stats;
 use crate::watches::{ConnectionId, WatchManager};
+pub(crate) use security::SaslOutcome;
 
 /// How a handshake ended, as the connection task needs to know it.
 #[derive(Debug)]
@@ -55,10 +57,20 @@ pub(crate) enum CoreMessage {
         connection: ConnectionId,
         peer: SocketAddr,
         request: ConnectRequest,
-        outbound: mpsc::Sender<Outbound>,
+        outbound: OutboundSender,
         closer: CancellationToken,
         permits: Arc<Semaphore>,
+        /// Identities the transport proved (a TLS client certificate's subject).
+        identities: Vec<Id>,
         reply: oneshot::Sender<ConnectOutcome>,
+    },
+    /// A SASL step the connection task ran; the core answers it in order and, on success,
+    /// adds the identities.
+    Sasl {
+        connection: ConnectionId,
+        xid: i32,
+        received: Instant,
+        outcome: SaslOutcome,
     },
     /// A request on an established connection.
     Request {
@@ -123,7 +135,7 @@ struct Connection {
     session_id: Option<SessionId>,
     /// The connection's authenticated identities, `ip:<address>` first, as ZooKeeper adds it.
     identities: Vec<Id>,
-    outbound: mpsc::Sender<Outbound>,
+    outbound: OutboundSender,
     closer: CancellationToken,
     permits: Arc<Semaphore>,
     /// Writes proposed but not yet applied. While non-zero, later requests wait in `queued`
@@ -200,6 +212,8 @@ pub(crate) struct Core {
     snapshot_in_progress: bool,
     session_id_next: i64,
     pub(crate) stats: Stats,
+    /// Audit log, limits and memory budget bookkeeping (security.rs).
+    pub(crate) security: security::SecurityState,
     fatal: Option<String>,
     /// Until the entries committed before a restart are applied again: the commit index to
     /// reach and whom to tell (the server binds its client port only then).
@@ -275,6 +289,7 @@ impl Core {
             snapshot_in_progress: false,
             session_id_next,
             stats: Stats::new(),
+            security: security::SecurityState::new(&config),
             fatal: None,
             startup: Some((recovery.commit_index, caught_up)),
             config,
@@ -411,10 +426,19 @@ impl Core {
                 outbound,
                 closer,
                 permits,
+                identities,
                 reply,
             } => {
-                self.on_connect(connection, peer, request, outbound, closer, permits, reply);
+                self.on_connect(
+                    connection, peer, request, outbound, closer, permits, identities, reply,
+                );
             }
+            CoreMessage::Sasl {
+                connection,
+                xid,
+                received,
+                outcome,
+            } => self.on_sasl(connection, xid, received, outcome),
             CoreMessage::Request {
                 connection,
                 xid,

@@ -53,6 +53,11 @@ impl Core {
         request: Request,
         received: Instant,
     ) {
+        if self.connections.contains_key(&connection) && self.memory_budget_refuses(&request) {
+            let zxid = self.tree.last_applied_zxid().0;
+            self.reply(connection, xid, zxid, Err(ErrorCode::ThrottledOp), received);
+            return;
+        }
         let Some(state) = self.connections.get(&connection) else {
             return;
         };
@@ -562,6 +567,8 @@ impl Core {
             }
         }
         self.deliver(zxid, notifications);
+        let answered_here = matches!(waiter, Some(Waiter::Client { .. } | Waiter::Connect { .. }));
+        self.after_apply(txn, &applied.result, &applied.triggers, answered_here);
         match &txn.command {
             Command::CloseSession { session_id } => {
                 self.session_closed(*session_id, waiter.as_ref())

@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 use arbor_proto::{ConnectRequest, ConnectResponse, Id, SessionId, Zxid};
 use arbor_tree::Command;
 use bytes::Bytes;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use std::collections::HashMap;
 
 use super::*;
-use crate::outbound::Outbound;
 use crate::watches::ConnectionId;
 
 impl Core {
@@ -100,9 +99,10 @@ impl Core {
         connection: ConnectionId,
         peer: SocketAddr,
         request: ConnectRequest,
-        outbound: mpsc::Sender<Outbound>,
+        outbound: crate::limits::OutboundSender,
         closer: CancellationToken,
         permits: Arc<Semaphore>,
+        transport_identities: Vec<Id>,
         reply: oneshot::Sender<ConnectOutcome>,
     ) {
         let last_applied = self.tree.last_applied_zxid();
@@ -118,10 +118,12 @@ impl Core {
             let _ = reply.send(ConnectOutcome::Close("client has seen a newer zxid"));
             return;
         }
+        let mut identities = vec![Id::new("ip", peer.ip().to_string())];
+        identities.extend(transport_identities);
         let mut state = Connection {
             peer,
             session_id: None,
-            identities: vec![Id::new("ip", peer.ip().to_string())],
+            identities,
             outbound,
             closer,
             permits,

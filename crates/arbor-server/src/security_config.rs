@@ -1,0 +1,156 @@
+//! The security and limit settings of `zoo.cfg` and of `-D` system properties: the secure
+//! client port, `ssl.*` (also as `zookeeper.ssl.*`), SASL's JAAS file and super user, the x509
+//! super user, `maxCnxns`, quota enforcement and the audit log. Kept apart from `config.rs` so
+//! that file stays about the server's shape.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::config::{ConfigError, ServerConfig};
+use crate::keystore::{StoreLocation, StoreType};
+use crate::tls::ClientAuth;
+
+fn invalid(key: &str, value: &str, reason: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        reason,
+    }
+}
+
+fn store(slot: &mut Option<StoreLocation>) -> &mut StoreLocation {
+    slot.get_or_insert_with(|| StoreLocation::new(PathBuf::new()))
+}
+
+/// Applies one key of `zoo.cfg` or one system property (without `-D`). `Ok(true)` when the
+/// key is a security or limit setting arbor acts on.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for a known key with a bad value.
+pub(crate) fn apply(
+    config: &mut ServerConfig,
+    key: &str,
+    value: &str,
+) -> Result<bool, ConfigError> {
+    // ZooKeeper reads every ssl.* key from zoo.cfg or as a zookeeper.ssl.* property.
+    let ssl_key = key.strip_prefix("zookeeper.").unwrap_or(key);
+    match ssl_key {
+        "ssl.keyStore.location" => store(&mut config.tls.key_store).location = PathBuf::from(value),
+        "ssl.keyStore.password" => {
+            store(&mut config.tls.key_store).password = Some(value.to_owned())
+        }
+        "ssl.keyStore.type" => {
+            store(&mut config.tls.key_store).store_type = Some(
+                StoreType::parse(value)
+                    .ok_or_else(|| invalid(key, value, "expected PEM, JKS or PKCS12"))?,
+            );
+        }
+        "ssl.trustStore.location" => {
+            store(&mut config.tls.trust_store).location = PathBuf::from(value);
+        }
+        "ssl.trustStore.password" => {
+            store(&mut config.tls.trust_store).password = Some(value.to_owned());
+        }
+        "ssl.trustStore.type" => {
+            store(&mut config.tls.trust_store).store_type = Some(
+                StoreType::parse(value)
+                    .ok_or_else(|| invalid(key, value, "expected PEM, JKS or PKCS12"))?,
+            );
+        }
+        "ssl.clientAuth" => {
+            config.tls.client_auth = ClientAuth::parse(value)
+                .ok_or_else(|| invalid(key, value, "expected none, want or need"))?;
+        }
+        _ => return apply_other(config, key, value),
+    }
+    Ok(true)
+}
+
+fn apply_other(config: &mut ServerConfig, key: &str, value: &str) -> Result<bool, ConfigError> {
+    match key {
+        "secureClientPort" => {
+            let port: u16 = value
+                .parse()
+                .map_err(|_| invalid(key, value, "expected a port number"))?;
+            let ip = config
+                .secure_client_address
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+            config.secure_client_address = Some(SocketAddr::new(ip, port));
+        }
+        "secureClientPortAddress" => {
+            let ip: IpAddr = if value == "localhost" {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                value
+                    .parse()
+                    .map_err(|_| invalid(key, value, "expected an IP address or localhost"))?
+            };
+            let port = config.secure_client_address.map_or(0, |a| a.port());
+            config.secure_client_address = Some(SocketAddr::new(ip, port));
+        }
+        "maxCnxns" => {
+            config.connections_max = value
+                .parse()
+                .map_err(|_| invalid(key, value, "expected a count (0 = unlimited)"))?;
+        }
+        "java.security.auth.login.config" => config.sasl_jaas_file = Some(PathBuf::from(value)),
+        "zookeeper.superUser" => config.sasl_super_user = Some(value.to_owned()),
+        "zookeeper.X509AuthenticationProvider.superUser" => {
+            config.x509_super_user = Some(value.to_owned());
+        }
+        "zookeeper.enforceQuota" | "enforceQuota" => {
+            config.quota_enforced = value
+                .parse()
+                .map_err(|_| invalid(key, value, "expected true or false"))?;
+        }
+        "audit.enable" | "zookeeper.audit.enable" => {
+            config.audit_enabled = value
+                .parse()
+                .map_err(|_| invalid(key, value, "expected true or false"))?;
+        }
+        // Settings whose effect arbor has built in: Netty is how arbor serves anyway, and the
+        // SASL and x509 providers are on whenever their settings are present.
+        "serverCnxnFactory" => {}
+        key if key.starts_with("authProvider.") || key.starts_with("zookeeper.authProvider.") => {}
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kazoo_zoo_cfg_security_keys() {
+        let mut config = ServerConfig::default();
+        for (key, value) in [
+            ("secureClientPort", "22004"),
+            ("ssl.keyStore.location", "/w/keystore.jks"),
+            ("ssl.keyStore.password", "apassword"),
+            ("zookeeper.ssl.trustStore.location", "/w/truststore.jks"),
+            ("ssl.trustStore.password", "apassword"),
+            ("maxCnxns", "0"),
+            ("java.security.auth.login.config", "/w/jaas.conf"),
+            (
+                "authProvider.1",
+                "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+            ),
+            (
+                "serverCnxnFactory",
+                "org.apache.zookeeper.server.NettyServerCnxnFactory",
+            ),
+        ] {
+            assert!(apply(&mut config, key, value).unwrap(), "{key}");
+        }
+        assert_eq!(config.secure_client_address.unwrap().port(), 22004);
+        let key_store = config.tls.key_store.as_ref().unwrap();
+        assert_eq!(key_store.location, PathBuf::from("/w/keystore.jks"));
+        assert_eq!(key_store.password.as_deref(), Some("apassword"));
+        assert_eq!(config.connections_max, 0);
+        assert_eq!(config.sasl_jaas_file, Some(PathBuf::from("/w/jaas.conf")));
+        assert!(!apply(&mut config, "tickTime", "2000").unwrap());
+        assert!(apply(&mut config, "ssl.clientAuth", "sometimes").is_err());
+        assert!(apply(&mut config, "ssl.keyStore.type", "BCFKS").is_err());
+    }
+}

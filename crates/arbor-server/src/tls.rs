@@ -1,0 +1,210 @@
+//! TLS on the secure client port (ZooKeeper's `secureClientPort`): the server's key store,
+//! the trust store client certificates are checked against, the client-auth mode, and reload
+//! of the stores without a restart.
+//!
+//! Reload: each accepted connection reads the store files again (a few kilobytes) and, when
+//! their bytes changed, builds a new rustls configuration; connections already open keep the
+//! one they started with. A store that no longer loads is logged and the previous
+//! configuration stays in use, so a half-written certificate never takes the port down.
+//! Reading per accept rather than on a timer keeps reload deterministic: the first
+//! connection after the files change sees the new certificate.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustls_pki_types::CertificateDer;
+use serde::Deserialize;
+use thiserror::Error;
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+
+use crate::keystore::{self, KeyStoreError, StoreLocation};
+use crate::x509::ClientVerifier;
+
+/// Whether clients must present a certificate (ZooKeeper's `ssl.clientAuth`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Certificates are not asked for.
+    None,
+    /// Asked for, verified when presented, not required.
+    Want,
+    /// Required (ZooKeeper's default).
+    #[default]
+    Need,
+}
+
+impl ClientAuth {
+    /// ZooKeeper's names, case-insensitive: none, want, need.
+    pub fn parse(name: &str) -> Option<ClientAuth> {
+        match name.to_ascii_lowercase().as_str() {
+            "none" => Some(ClientAuth::None),
+            "want" => Some(ClientAuth::Want),
+            "need" => Some(ClientAuth::Need),
+            _ => None,
+        }
+    }
+}
+
+/// TLS settings of one listener (`[tls]` in the TOML file; `ssl.*` in zoo.cfg).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain and key (`ssl.keyStore.*`).
+    pub key_store: Option<StoreLocation>,
+    /// Certificates client (or peer) certificates must chain to (`ssl.trustStore.*`).
+    pub trust_store: Option<StoreLocation>,
+    /// Whether a client certificate is required (`ssl.clientAuth`).
+    pub client_auth: ClientAuth,
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    /// A store could not be read.
+    #[error(transparent)]
+    Store(#[from] KeyStoreError),
+    /// The settings are incomplete.
+    #[error("TLS settings: {0}")]
+    Settings(String),
+    /// rustls refused the key, certificates or verifier.
+    #[error("TLS setup: {0}")]
+    Rustls(String),
+}
+
+/// The store files' bytes a configuration was built from.
+#[derive(PartialEq, Eq)]
+struct StoreBytes {
+    key: Vec<u8>,
+    trust: Option<Vec<u8>>,
+}
+
+struct Loaded {
+    bytes: StoreBytes,
+    acceptor: TlsAcceptor,
+}
+
+/// A TLS acceptor that follows changes of its store files.
+pub(crate) struct ReloadingAcceptor {
+    settings: TlsConfig,
+    loaded: Mutex<Loaded>,
+}
+
+impl ReloadingAcceptor {
+    /// Loads the stores once.
+    ///
+    /// # Errors
+    /// [`TlsError`] when the settings are incomplete or a store does not load.
+    pub(crate) fn new(settings: TlsConfig) -> Result<ReloadingAcceptor, TlsError> {
+        let bytes = read_stores(&settings)?;
+        let acceptor = build_acceptor(&settings, &bytes)?;
+        Ok(ReloadingAcceptor {
+            settings,
+            loaded: Mutex::new(Loaded { bytes, acceptor }),
+        })
+    }
+
+    /// The acceptor for a new connection, rebuilt first if the store files changed.
+    pub(crate) fn current(&self) -> TlsAcceptor {
+        let fresh = read_stores(&self.settings);
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        match fresh {
+            Ok(bytes) if bytes != loaded.bytes => match build_acceptor(&self.settings, &bytes) {
+                Ok(acceptor) => {
+                    info!("TLS key or trust store changed: reloaded");
+                    *loaded = Loaded { bytes, acceptor };
+                }
+                Err(error) => {
+                    warn!(%error, "TLS stores changed but do not load; keeping the previous ones");
+                }
+            },
+            Ok(_) => {}
+            Err(error) => warn!(%error, "TLS stores unreadable; keeping the previous ones"),
+        }
+        loaded.acceptor.clone()
+    }
+}
+
+fn read_stores(settings: &TlsConfig) -> Result<StoreBytes, TlsError> {
+    let key_store = settings.key_store.as_ref().ok_or_else(|| {
+        TlsError::Settings("a secure port needs ssl.keyStore.location (key_store)".into())
+    })?;
+    let key = keystore::read_store_file(&key_store.location)?;
+    let trust = match &settings.trust_store {
+        Some(store) => Some(keystore::read_store_file(&store.location)?),
+        None => None,
+    };
+    Ok(StoreBytes { key, trust })
+}
+
+/// The crypto provider arbor's TLS uses.
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn trusted(
+    settings: &TlsConfig,
+    bytes: &StoreBytes,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    match (&settings.trust_store, &bytes.trust) {
+        (Some(store), Some(trust)) => Ok(keystore::trusted_certificates(store, trust)?),
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn build_acceptor(settings: &TlsConfig, bytes: &StoreBytes) -> Result<TlsAcceptor, TlsError> {
+    let key_store = settings
+        .key_store
+        .as_ref()
+        .ok_or_else(|| TlsError::Settings("no key store".into()))?;
+    let material = keystore::key_material(key_store, &bytes.key)?;
+    let provider = provider();
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Rustls(error.to_string()))?;
+    let builder = match settings.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        mode => {
+            let roots = trusted(settings, bytes)?;
+            if roots.is_empty() {
+                return Err(TlsError::Settings(
+                    "ssl.clientAuth=want|need needs ssl.trustStore.location (trust_store); \
+                     set ssl.clientAuth=none to accept clients without certificates"
+                        .into(),
+                ));
+            }
+            let verifier = ClientVerifier::new(
+                roots,
+                mode == ClientAuth::Need,
+                provider.signature_verification_algorithms,
+            )
+            .map_err(TlsError::Settings)?;
+            builder.with_client_cert_verifier(Arc::new(verifier))
+        }
+    };
+    let config = builder
+        .with_single_cert(material.chain, material.key)
+        .map_err(|error| TlsError::Rustls(error.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_auth_names() {
+        assert_eq!(ClientAuth::parse("NEED"), Some(ClientAuth::Need));
+        assert_eq!(ClientAuth::parse("want"), Some(ClientAuth::Want));
+        assert_eq!(ClientAuth::parse("none"), Some(ClientAuth::None));
+        assert_eq!(ClientAuth::parse("maybe"), None);
+    }
+
+    #[test]
+    fn missing_key_store_is_a_clear_error() {
+        let error = ReloadingAcceptor::new(TlsConfig::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("ssl.keyStore.location"), "{error}");
+    }
+}
