@@ -1,9 +1,34 @@
-//! Test-only harness of arbor: tools that make faults on demand for tests of real processes
-//! and real sockets. Nothing here is used by a server in production.
+//! Verification of arbor, the way Jepsen and etcd's robustness tests do it: real processes,
+//! real faults, every operation recorded, the history checked against a model.
 //!
+//! - [`history`]: operations with their invocation and completion times; indeterminate ones
+//!   (a timeout, a lost connection) have no completion.
+//! - [`linearizability`]: a Wing & Gong / Lowe just-in-time linearizability checker with a
+//!   search cache (as porcupine), per key, reporting a minimal non-linearizable sub-history.
+//! - [`models`]: a znode as compare-and-set register with existence, unique sequential names,
+//!   a FIFO queue on sequential nodes.
 //! - [`proxy`]: a loopback TCP proxy that passes, blackholes (each direction on its own),
 //!   delays, refuses or resets traffic on command, for partition tests of a Raft cluster (one
 //!   proxy per directed peer link) and for cutting a client's connection.
+//!
+//! ```
+//! use arbor_check::history::{At, Op, Process};
+//! use arbor_check::linearizability::{Budget, check};
+//! use arbor_check::models::{Znode, ZnodeInput, ZnodeOutput};
+//!
+//! let op = |id, call, ret, input, output| Op {
+//!     id, process: Process::default(), call: At(call), ret: Some(At(ret)), input, output: Some(output),
+//! };
+//! // A write completes, then a read that starts later returns the older value: stale.
+//! let history = vec![
+//!     op(0, 0, 10, ZnodeInput::Set { value: 1, expected: None }, ZnodeOutput::Written { version: 1 }),
+//!     op(1, 20, 30, ZnodeInput::Read { synced: true }, ZnodeOutput::Value { value: 0, version: 0 }),
+//! ];
+//! let verdict = check(&Znode::new(Some((0, 0))), &history, Budget::default());
+//! assert!(!verdict.passed());
+//! ```
+//!
+//! The proxy:
 //!
 //! ```
 //! use arbor_check::proxy::{Direction, Flow, Mode, Proxy};
@@ -31,4 +56,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod checks;
+pub mod history;
+pub mod linearizability;
+pub mod models;
 pub mod proxy;
