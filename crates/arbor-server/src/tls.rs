@@ -11,11 +11,13 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 use thiserror::Error;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::keystore::{self, KeyStoreError, StoreLocation};
 use crate::x509::ClientVerifier;
@@ -181,10 +183,38 @@ fn build_acceptor(settings: &TlsConfig, bytes: &StoreBytes) -> Result<TlsAccepto
             builder.with_client_cert_verifier(Arc::new(verifier))
         }
     };
-    let config = builder
-        .with_single_cert(material.chain, material.key)
-        .map_err(|error| TlsError::Rustls(error.to_string()))?;
+    let certified = certified_key(&provider, material.chain, material.key)?;
+    let config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The server's chain and signing key. Built here rather than by rustls'
+/// `with_single_cert`, whose key check parses the leaf with webpki and so refuses X.509 v1
+/// certificates (what kazoo's harness and `openssl x509 -req` without extensions issue, and
+/// what Java accepts); the same check is made with x509-parser instead.
+fn certified_key(
+    provider: &rustls::crypto::CryptoProvider,
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, TlsError> {
+    let leaf = chain
+        .first()
+        .ok_or_else(|| TlsError::Settings("the key store holds no certificate".into()))?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|error| TlsError::Rustls(error.to_string()))?;
+    let (_, parsed) = X509Certificate::from_der(leaf).map_err(|error| {
+        TlsError::Rustls(format!("the server certificate does not parse: {error}"))
+    })?;
+    if let Some(key_spki) = signing_key.public_key()
+        && key_spki.as_ref() != parsed.public_key().raw
+    {
+        return Err(TlsError::Settings(
+            "the key store's private key does not match its certificate".into(),
+        ));
+    }
+    Ok(CertifiedKey::new(chain, signing_key))
 }
 
 #[cfg(test)]
