@@ -201,6 +201,9 @@ pub(crate) struct Core {
     next_request: u64,
     /// Commands waiting for a leader to be known (bounded by `PARKED_MAX`).
     parked: VecDeque<(Command, Waiter)>,
+    /// Commands this leader took while a leadership transfer was under way, in arrival order
+    /// (bounded by `PARKED_MAX`; see `propose_envelope`).
+    held: VecDeque<HeldProposal>,
     /// The membership as of `applied_index`.
     conf_state: ConfState,
     /// Invariant: applied_index <= commit <= last index (Raft §5.3).
@@ -222,6 +225,17 @@ pub(crate) struct Core {
 
 /// Commands that may wait for a leader before they are refused.
 const PARKED_MAX: usize = 10_000;
+
+/// A command held by the leader during a leadership transfer, with the envelope fields it
+/// will be proposed with.
+#[derive(Debug)]
+struct HeldProposal {
+    /// The server whose client sent it (this one, or a follower that forwarded it).
+    origin: u64,
+    /// The origin's request number, which its reply is matched by.
+    request: u64,
+    command: Command,
+}
 
 /// The recovered state a core starts from.
 pub(crate) struct Recovery {
@@ -280,6 +294,7 @@ impl Core {
             // restart (they are re-applied from the log): start somewhere random.
             next_request: rand::random::<u64>() >> 1,
             parked: VecDeque::new(),
+            held: VecDeque::new(),
             conf_state: recovery.conf_state,
             applied_index: recovery.applied_index,
             leader: None,

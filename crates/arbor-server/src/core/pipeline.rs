@@ -218,31 +218,119 @@ impl Core {
         }
     }
 
-    /// Stamps a command (this server leads) and proposes it with its envelope.
+    /// Stamps a command (this server leads) and proposes it with its envelope. While a
+    /// leadership transfer is under way Raft takes no proposals: the command is held, in
+    /// order, until the transfer ends (see `flush_held`) rather than refused, so a graceful
+    /// handover costs clients no error; held commands also keep later ones behind them, so a
+    /// session's writes keep their order.
     pub(super) fn propose_envelope(
         &mut self,
         origin: u64,
         request: u64,
         command: Command,
     ) -> Result<(), ErrorCode> {
+        if !self.held.is_empty() {
+            return self.hold(origin, request, command);
+        }
+        match self
+            .try_propose(origin, request, command)
+            .map_err(|refused| *refused)
+        {
+            Ok(()) => Ok(()),
+            Err((ProposeError::TransferInProgress, command)) => self.hold(origin, request, command),
+            Err((error, _)) => Err(refusal_code(&error)),
+        }
+    }
+
+    /// Proposes at once; gives the command back with Raft's refusal.
+    fn try_propose(
+        &mut self,
+        origin: u64,
+        request: u64,
+        command: Command,
+    ) -> Result<(), Box<(ProposeError, Command)>> {
         let txn = Txn {
             time_ms: wall_clock_ms(),
             command,
         };
         let payload = crate::envelope::encode(origin, request, &txn);
-        self.raft
-            .propose(vec![payload])
-            .map(|_| ())
-            .map_err(|error| {
-                warn!(%error, "proposal refused");
-                match error {
-                    ProposeError::Overloaded | ProposeError::TransferInProgress => {
-                        ErrorCode::ThrottledOp
-                    }
-                    ProposeError::EntryTooLarge { .. } => ErrorCode::BadArguments,
-                    _ => ErrorCode::ConnectionLoss,
+        match self.raft.propose(vec![payload]) {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                if !matches!(error, ProposeError::TransferInProgress) {
+                    warn!(%error, "proposal refused");
                 }
-            })
+                Err(Box::new((error, txn.command)))
+            }
+        }
+    }
+
+    fn hold(&mut self, origin: u64, request: u64, command: Command) -> Result<(), ErrorCode> {
+        if self.held.len() >= PARKED_MAX {
+            return Err(ErrorCode::ThrottledOp);
+        }
+        self.held.push_back(HeldProposal {
+            origin,
+            request,
+            command,
+        });
+        Ok(())
+    }
+
+    /// Proposes the commands held during a leadership transfer that ended with this server
+    /// still leading (the transfer timed out or was refused), oldest first.
+    pub(super) fn flush_held(&mut self) {
+        if self.held.is_empty() || !self.is_leader() {
+            return;
+        }
+        while let Some(held) = self.held.pop_front() {
+            let HeldProposal {
+                origin,
+                request,
+                command,
+            } = held;
+            match self
+                .try_propose(origin, request, command)
+                .map_err(|refused| *refused)
+            {
+                Ok(()) => {}
+                Err((ProposeError::TransferInProgress, command)) => {
+                    self.held.push_front(HeldProposal {
+                        origin,
+                        request,
+                        command,
+                    });
+                    return;
+                }
+                Err((error, _)) => self.refuse_held(origin, request, refusal_code(&error)),
+            }
+        }
+    }
+
+    /// Leadership moved away: the held commands will never be proposed here. Their clients
+    /// learn it as they learn of any leader change, by ConnectionLoss (and retry).
+    pub(super) fn drop_held(&mut self) {
+        let held: Vec<HeldProposal> = self.held.drain(..).collect();
+        for HeldProposal {
+            origin, request, ..
+        } in held
+        {
+            self.refuse_held(origin, request, ErrorCode::ConnectionLoss);
+        }
+    }
+
+    fn refuse_held(&mut self, origin: u64, request: u64, code: ErrorCode) {
+        if origin == self.server_id {
+            if let Some(waiter) = self.waiters.remove(&request) {
+                self.fail_waiter(waiter, code);
+            }
+        } else {
+            let code = code.code();
+            self.send_peer(
+                origin,
+                &cluster::PeerMessage::ForwardRefused { request, code },
+            );
+        }
     }
 
     /// Answers a waiter whose proposal will never be applied.
@@ -435,6 +523,7 @@ impl Core {
             }
         }
         if was_leader && self.leader != Some(me) {
+            self.drop_held();
             // Proposals of the old term may be truncated: their clients find out by losing
             // the connection, as ZooKeeper's clients do on a leader change.
             let waiters: Vec<Waiter> = self.waiters.drain().map(|(_, w)| w).collect();
@@ -791,5 +880,14 @@ fn wal_entry(entry: &Entry) -> WalEntry {
         index: entry.index.0,
         term: entry.term.0,
         data: crate::envelope::encode_wal_data(entry),
+    }
+}
+
+/// The error a client gets for a proposal Raft refused.
+fn refusal_code(error: &ProposeError) -> ErrorCode {
+    match error {
+        ProposeError::Overloaded | ProposeError::TransferInProgress => ErrorCode::ThrottledOp,
+        ProposeError::EntryTooLarge { .. } => ErrorCode::BadArguments,
+        _ => ErrorCode::ConnectionLoss,
     }
 }

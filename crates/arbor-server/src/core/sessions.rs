@@ -262,6 +262,7 @@ impl Core {
             self.maintain_membership();
         }
         self.expire_forwarded();
+        self.flush_held();
         // Only the leader decides expiry and cleanups, through logged commands (ARCHITECTURE.md,
         // Sessions): every replica then applies the same decision.
         if self.leader != Some(arbor_raft::NodeId(self.server_id)) {
