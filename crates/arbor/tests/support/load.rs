@@ -197,7 +197,7 @@ async fn write_loop(
         match result {
             Ok(()) => {}
             Err(zk::Error::NodeExists) if retrying => {}
-            Err(zk::Error::ConnectionLoss) => {
+            Err(error) if is_connection_loss(&error) => {
                 report.connection_losses += 1;
                 retrying = true;
                 if !wait_connected(&report.client, &mut stopped).await {
@@ -382,4 +382,182 @@ pub async fn verify_ephemerals(
             assert_eq!(stat.ephemeral_owner, owner, "owner of {path} on node {id}");
         }
     }
+}
+
+/// Whether `error` means the connection was lost with the request in flight. The
+/// `zookeeper-client` crate reports most such losses as ConnectionLoss, but a socket reset by
+/// a killed server while a request is on the wire comes back as `Error::Custom` holding the
+/// I/O error behind an `Arc<dyn Error>` (which cannot be downcast, hence the Debug text); to
+/// the application both mean the same: outcome unknown, retry.
+fn is_connection_loss(error: &zk::Error) -> bool {
+    match error {
+        zk::Error::ConnectionLoss => true,
+        zk::Error::Custom(_) => {
+            let text = format!("{error:?}");
+            [
+                "kind: ConnectionReset",
+                "kind: ConnectionAborted",
+                "kind: BrokenPipe",
+                "kind: UnexpectedEof",
+            ]
+            .iter()
+            .any(|kind| text.contains(kind))
+        }
+        _ => false,
+    }
+}
+
+/// A client that sets one node to 1, 2, 3, ... one write after the other, and remembers the
+/// highest value acknowledged: a write completed at a known moment, for checks that a read
+/// after `sync` is never older than it.
+pub struct Counter {
+    path: String,
+    stop: watch::Sender<bool>,
+    acknowledged: Arc<std::sync::atomic::AtomicU64>,
+    task: JoinHandle<CounterReport>,
+}
+
+/// What a counter did.
+pub struct CounterReport {
+    /// The highest value acknowledged.
+    pub acknowledged: u64,
+    /// ConnectionLoss errors (each retried with the same value).
+    pub connection_losses: u32,
+    /// Errors other than ConnectionLoss.
+    pub errors: Vec<zk::Error>,
+}
+
+impl Counter {
+    /// Creates `path` (holding `0`) through `client` and starts counting on it.
+    pub async fn start(client: zk::Client, path: &str) -> Counter {
+        super::ok(
+            &format!("create {path}"),
+            client.create(path, b"0", &persistent()),
+        )
+        .await;
+        let (stop, stopped) = watch::channel(false);
+        let acknowledged = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let task = tokio::spawn(count_loop(
+            path.to_owned(),
+            client,
+            stopped,
+            acknowledged.clone(),
+        ));
+        Counter {
+            path: path.to_owned(),
+            stop,
+            acknowledged,
+            task,
+        }
+    }
+
+    /// The node counted on.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The highest value acknowledged so far.
+    pub fn acknowledged(&self) -> u64 {
+        self.acknowledged.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until `count` more values are acknowledged than now.
+    pub async fn wait_progress(&self, count: u64) {
+        let target = self.acknowledged() + count;
+        super::cluster::until("the counter to make progress", || async {
+            self.acknowledged() >= target
+        })
+        .await;
+    }
+
+    /// Stops counting and returns the report.
+    pub async fn finish(self) -> CounterReport {
+        self.stop.send_replace(true);
+        super::within("the counter to stop", self.task)
+            .await
+            .expect("the counter task")
+    }
+}
+
+async fn count_loop(
+    path: String,
+    client: zk::Client,
+    mut stopped: watch::Receiver<bool>,
+    acknowledged: Arc<std::sync::atomic::AtomicU64>,
+) -> CounterReport {
+    let mut report = CounterReport {
+        acknowledged: 0,
+        connection_losses: 0,
+        errors: Vec::new(),
+    };
+    let mut value: u64 = 1;
+    while !*stopped.borrow() {
+        let data = value.to_string();
+        let result = tokio::select! {
+            result = client.set_data(&path, data.as_bytes(), None) => result,
+            _ = stopped.changed() => break,
+        };
+        match result {
+            Ok(_) => {
+                report.acknowledged = value;
+                acknowledged.store(value, std::sync::atomic::Ordering::SeqCst);
+                value += 1;
+            }
+            Err(zk::Error::ConnectionLoss) => {
+                report.connection_losses += 1;
+                if !wait_connected(&client, &mut stopped).await {
+                    break;
+                }
+            }
+            Err(error) => {
+                let terminal = matches!(
+                    error,
+                    zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed
+                );
+                report.errors.push(error);
+                if terminal {
+                    break;
+                }
+            }
+        }
+    }
+    report
+}
+
+/// The counter's value as `client` reads it after a `sync`, retried across ConnectionLoss;
+/// `floor` is read just before each `sync` is sent. Returns `(floor, value)` of the attempt
+/// that succeeded.
+pub async fn read_counter_after_sync(
+    client: &zk::Client,
+    path: &str,
+    floor: impl Fn() -> u64,
+) -> (u64, u64) {
+    super::within("a sync and a read of the counter", async {
+        loop {
+            let at_least = floor();
+            match client.sync(path).await {
+                Ok(()) => {}
+                Err(zk::Error::ConnectionLoss) => {
+                    let (_never, mut stopped) = watch::channel(false);
+                    wait_connected(client, &mut stopped).await;
+                    continue;
+                }
+                Err(error) => panic!("sync {path}: {error}"),
+            }
+            match client.get_data(path).await {
+                Ok((data, _)) => {
+                    let value = String::from_utf8_lossy(&data)
+                        .parse::<u64>()
+                        .unwrap_or_else(|_| panic!("{path} holds {data:?}"));
+                    return (at_least, value);
+                }
+                Err(zk::Error::ConnectionLoss) => {
+                    let (_never, mut stopped) = watch::channel(false);
+                    wait_connected(client, &mut stopped).await;
+                }
+                Err(error) => panic!("read {path}: {error}"),
+            }
+        }
+    })
+    .await
 }
