@@ -185,6 +185,8 @@ def zoo_cfg(data_dir, client_port, members, extra=()):
         "admin.enableServer=false",
         "4lw.commands.whitelist=*",
         "maxClientCnxns=0",
+        # ZooKeeper's default; arbor's is 10,000, which the 10k-watcher fan-out exceeds.
+        "maxCnxns=0",
         "forceSync=yes",
         "autopurge.purgeInterval=0",
         *extra,
