@@ -503,7 +503,7 @@ async fn count_loop(
                 acknowledged.store(value, std::sync::atomic::Ordering::SeqCst);
                 value += 1;
             }
-            Err(zk::Error::ConnectionLoss) => {
+            Err(error) if is_connection_loss(&error) => {
                 report.connection_losses += 1;
                 if !wait_connected(&client, &mut stopped).await {
                     break;
@@ -537,7 +537,7 @@ pub async fn read_counter_after_sync(
             let at_least = floor();
             match client.sync(path).await {
                 Ok(()) => {}
-                Err(zk::Error::ConnectionLoss) => {
+                Err(error) if is_connection_loss(&error) => {
                     let (_never, mut stopped) = watch::channel(false);
                     wait_connected(client, &mut stopped).await;
                     continue;
@@ -551,7 +551,7 @@ pub async fn read_counter_after_sync(
                         .unwrap_or_else(|_| panic!("{path} holds {data:?}"));
                     return (at_least, value);
                 }
-                Err(zk::Error::ConnectionLoss) => {
+                Err(error) if is_connection_loss(&error) => {
                     let (_never, mut stopped) = watch::channel(false);
                     wait_connected(client, &mut stopped).await;
                 }
