@@ -6,7 +6,10 @@ use thiserror::Error;
 use zookeeper_client::{Acl, CreateMode};
 
 use super::acl::parse_acl_list;
-use super::syntax::{Kind, Options, find_spec};
+use super::syntax::{Kind, Options, RECONFIG_SYNTAX, find_spec};
+
+/// Where ZooKeeper keeps the cluster's membership.
+pub(crate) const CONFIG_NODE: &str = "/zookeeper/config";
 
 /// Nodes deleted per `multi` request by `deleteall` when `-b` is not given (zkCli's default).
 pub(crate) const DELETEALL_BATCH_SIZE_DEFAULT: u32 = 1000;
@@ -118,6 +121,23 @@ pub(crate) enum Command {
     },
     /// `whoami`: the identities of this session.
     WhoAmI,
+    /// `config [-c] [-s]`: the cluster's membership as `/zookeeper/config` holds it.
+    Config {
+        /// Print only the version and the client connect string.
+        client_only: bool,
+        /// Also print the config node's stat.
+        stat: bool,
+    },
+    /// `reconfig ...`: changes the membership (ZooKeeper's `reconfig` operation).
+    Reconfig {
+        /// Which servers join or leave, or the whole new membership.
+        update: ReconfigUpdate,
+        /// The config version (a zxid, in hex as `/zookeeper/config` shows it) the change
+        /// applies to; any version when absent.
+        version: Option<i64>,
+        /// Also print the config node's new stat.
+        stat: bool,
+    },
     /// `getEphemerals [path]`: this session's ephemeral nodes under `path` (default `/`).
     GetEphemerals {
         /// The path prefix.
@@ -162,6 +182,23 @@ pub(crate) enum ParseError {
     Invalid(String),
 }
 
+/// A membership change as `reconfig` states it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ReconfigUpdate {
+    /// `-add` and `-remove`: servers that join (`id=host:peer:election[:role][;client]`) and
+    /// ids that leave.
+    Incremental {
+        /// Server lines of the joining servers.
+        add: Vec<String>,
+        /// Ids of the leaving servers.
+        remove: Vec<String>,
+    },
+    /// `-members`: the whole new membership.
+    Members(Vec<String>),
+    /// `-file`: the whole new membership from the `server.N=` lines of a file.
+    File(String),
+}
+
 impl Command {
     /// Parses the words of one line (the first is the command name).
     ///
@@ -173,6 +210,10 @@ impl Command {
             return Err(ParseError::Invalid("No command entered".to_owned()));
         };
         let spec = find_spec(name).ok_or_else(|| ParseError::NotFound { name: name.clone() })?;
+        if spec.kind == Kind::Reconfig {
+            // Its options are words (`-add`, `-members`), not letters.
+            return parse_reconfig(arguments);
+        }
         let options = Options::parse(spec, arguments)?;
         let command = match spec.kind {
             Kind::Ls => Command::Ls {
@@ -252,6 +293,12 @@ impl Command {
             Kind::GetAllChildrenNumber => Command::GetAllChildrenNumber {
                 path: options.path(0, false)?,
             },
+            Kind::Config => Command::Config {
+                client_only: options.flag('c'),
+                stat: options.flag('s'),
+            },
+            // Parsed above.
+            Kind::Reconfig => return parse_reconfig(arguments),
             Kind::Help => Command::Help,
             Kind::Quit => Command::Quit,
         };
@@ -275,6 +322,7 @@ impl Command {
             | Command::Sync { path }
             | Command::GetEphemerals { path }
             | Command::GetAllChildrenNumber { path } => Some(path),
+            Command::Config { .. } | Command::Reconfig { .. } => Some(CONFIG_NODE),
             Command::AddAuth { .. } | Command::WhoAmI | Command::Help | Command::Quit => None,
         }
     }
@@ -335,6 +383,90 @@ fn parse_create(options: &Options) -> Result<Command, ParseError> {
     })
 }
 
+/// Parses `reconfig`'s arguments as zkCli does: `-add`/`-remove` (incremental) or
+/// `-members`/`-file` (the whole membership), `-v` the config version in hex, `-s` the stat.
+fn parse_reconfig(words: &[String]) -> Result<Command, ParseError> {
+    let option_error = |problem: String| ParseError::Option {
+        problem,
+        syntax: RECONFIG_SYNTAX,
+    };
+    let mut add = Vec::new();
+    let mut remove = Vec::new();
+    let mut members: Option<Vec<String>> = None;
+    let mut file = None;
+    let mut version = None;
+    let mut stat = false;
+    let mut words = words.iter();
+    while let Some(word) = words.next() {
+        let mut value = || {
+            words
+                .next()
+                .cloned()
+                .ok_or_else(|| option_error(format!("Missing argument for option: {}", &word[1..])))
+        };
+        let list = |text: String| -> Vec<String> {
+            text.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        match word.as_str() {
+            "-s" => stat = true,
+            "-v" => {
+                let text = value()?;
+                let parsed =
+                    i64::from_str_radix(text.trim_start_matches("0x"), 16).map_err(|_| {
+                        ParseError::Invalid(format!(
+                            "-v argument must be the config version in hex (as `config` shows it), \
+                         not {text}"
+                        ))
+                    })?;
+                version = Some(parsed);
+            }
+            "-add" => add.extend(list(value()?)),
+            "-remove" => remove.extend(list(value()?)),
+            "-members" => members.get_or_insert_with(Vec::new).extend(list(value()?)),
+            "-file" => file = Some(value()?),
+            other if other.starts_with('-') => {
+                return Err(option_error(format!("Unrecognized option: {other}")));
+            }
+            _ => {
+                return Err(ParseError::Usage {
+                    syntax: RECONFIG_SYNTAX,
+                });
+            }
+        }
+    }
+    let incremental = !add.is_empty() || !remove.is_empty();
+    let update = match (members, file) {
+        (Some(_), Some(_)) => {
+            return Err(ParseError::Invalid(
+                "Can't use -file and -members together".to_owned(),
+            ));
+        }
+        (Some(_), None) | (None, Some(_)) if incremental => {
+            return Err(ParseError::Invalid(
+                "Can't use -file or -members together with -add or -remove (mixing incremental \
+                 and non-incremental modes is not allowed)"
+                    .to_owned(),
+            ));
+        }
+        (Some(members), None) => ReconfigUpdate::Members(members),
+        (None, Some(file)) => ReconfigUpdate::File(file),
+        (None, None) if incremental => ReconfigUpdate::Incremental { add, remove },
+        (None, None) => {
+            return Err(ParseError::Usage {
+                syntax: RECONFIG_SYNTAX,
+            });
+        }
+    };
+    Ok(Command::Reconfig {
+        update,
+        version,
+        stat,
+    })
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +481,35 @@ mod tests {
             Ok(command) => panic!("{line}: parsed as {command:?}"),
             Err(error) => error.to_string(),
         }
+    }
+
+    #[test]
+    fn reconfig_takes_incremental_or_whole_memberships_and_a_hex_version() {
+        assert_eq!(
+            parse("reconfig -s -v 100000003 -add 4=h:1:2;h:3,5=h:4:5 -remove 2").ok(),
+            Some(Command::Reconfig {
+                update: ReconfigUpdate::Incremental {
+                    add: vec!["4=h:1:2;h:3".to_owned(), "5=h:4:5".to_owned()],
+                    remove: vec!["2".to_owned()],
+                },
+                version: Some(0x1_0000_0003),
+                stat: true,
+            })
+        );
+        assert_eq!(
+            parse("reconfig -members server.1=h:1:2,server.2=h:3:4").ok(),
+            Some(Command::Reconfig {
+                update: ReconfigUpdate::Members(vec![
+                    "server.1=h:1:2".to_owned(),
+                    "server.2=h:3:4".to_owned()
+                ]),
+                version: None,
+                stat: false,
+            })
+        );
+        assert!(message("reconfig -file a -members b").contains("-file and -members"));
+        assert!(message("reconfig -add").contains("Missing argument for option: add"));
+        assert!(message("reconfig extra").starts_with("usage: reconfig"));
     }
 
     #[test]

@@ -6,11 +6,12 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 use thiserror::Error;
 use zookeeper_client::{
-    Acl, Acls, Client, CreateMode, Error, MultiWriteError, SessionState, StateWatcher,
+    Acl, Acls, Client, CreateMode, EnsembleUpdate, Error, MultiWriteError, SessionState,
+    StateWatcher,
 };
 
 use super::acl::format_acl_entry;
-use super::command::{Command, ParseError};
+use super::command::{CONFIG_NODE, Command, ParseError, ReconfigUpdate};
 use super::format::{format_stat, java_list, keeper_error_code, keeper_error_message};
 use super::watches::{WatchClass, Watches};
 
@@ -79,6 +80,54 @@ fn child_path(parent: &str, child: &str) -> String {
 }
 
 impl Session {
+    /// `reconfig`: asks the cluster to change its membership and prints the new one.
+    async fn reconfig(
+        &self,
+        update: &ReconfigUpdate,
+        version: Option<i64>,
+        stat: bool,
+        out: &mut dyn Write,
+    ) -> Result<(), CommandFailure> {
+        let as_str: fn(&String) -> &str = String::as_str;
+        let from_file;
+        let request = match update {
+            ReconfigUpdate::Incremental { add, remove } => EnsembleUpdate::Incremental {
+                joinings: add.iter().map(as_str),
+                leavings: remove.iter().map(as_str),
+            },
+            ReconfigUpdate::Members(members) => EnsembleUpdate::New {
+                ensemble: members.iter().map(as_str),
+            },
+            ReconfigUpdate::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|error| {
+                    CommandFailure::Operation(format!("cannot read {path}: {error}"))
+                })?;
+                from_file = server_lines(&text);
+                if from_file.is_empty() {
+                    return Err(CommandFailure::Operation(format!(
+                        "{path} has no server.N= line"
+                    )));
+                }
+                EnsembleUpdate::New {
+                    ensemble: from_file.iter().map(as_str),
+                }
+            }
+        };
+        let (data, new_stat) = self
+            .client
+            .update_ensemble(request, version)
+            .await
+            .map_err(|error| {
+                CommandFailure::Operation(keeper_error_message(&error, Some(CONFIG_NODE)))
+            })?;
+        writeln!(out, "Committed new configuration:")?;
+        writeln!(out, "{}", String::from_utf8_lossy(&data))?;
+        if stat {
+            write!(out, "{}", format_stat(&new_stat, &self.zone))?;
+        }
+        Ok(())
+    }
+
     /// Wraps a connected client.
     pub(crate) fn new(client: Client, watches: Watches) -> Session {
         Session {
@@ -333,6 +382,28 @@ impl Session {
                 writeln!(out, "{count}")?;
                 Ok(())
             }
+            Command::Config { client_only, stat } => {
+                let (data, node_stat) = self
+                    .client
+                    .get_config()
+                    .await
+                    .map_err(|error| failed(&error, CONFIG_NODE))?;
+                let text = String::from_utf8_lossy(&data);
+                if *client_only {
+                    writeln!(out, "{}", client_config(&text))?;
+                } else {
+                    writeln!(out, "{text}")?;
+                }
+                if *stat {
+                    write!(out, "{}", format_stat(&node_stat, &self.zone))?;
+                }
+                Ok(())
+            }
+            Command::Reconfig {
+                update,
+                version,
+                stat,
+            } => self.reconfig(update, *version, *stat, out).await,
             Command::Help | Command::Quit => Ok(()),
         }
     }
@@ -555,9 +626,42 @@ impl Session {
     }
 }
 
+/// The `server.N=...` lines of a dynamic config file, as `reconfig -file` sends them.
+fn server_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("server."))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `config -c`: the version and the client connect string of a dynamic config text
+/// (ZooKeeper's `ConfigUtils.getClientConfigStr`): `<version> host:port,host:port`.
+fn client_config(text: &str) -> String {
+    let mut version = "";
+    let mut clients = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(value) = line.strip_prefix("version=") {
+            version = value;
+        } else if line.starts_with("server.")
+            && let Some((_, client)) = line.split_once(';')
+        {
+            clients.push(client.trim());
+        }
+    }
+    format!("{version} {}", clients.join(","))
+}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_dash_c_is_the_version_and_the_client_addresses() {
+        let text = "server.1=a:1:2:participant;a:2181\nserver.2=b:1:2:observer;0.0.0.0:2182\n\
+                    server.3=c:1:2\nversion=100000002\n";
+        assert_eq!(client_config(text), "100000002 a:2181,0.0.0.0:2182");
+        assert_eq!(server_lines(text).len(), 3);
+    }
 
     #[test]
     fn child_paths() {

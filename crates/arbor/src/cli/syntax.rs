@@ -15,6 +15,7 @@ use super::path::validate_path;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     AddAuth,
+    Config,
     Create,
     Delete,
     DeleteAll,
@@ -25,6 +26,7 @@ pub(crate) enum Kind {
     Help,
     Ls,
     Quit,
+    Reconfig,
     Set,
     SetAcl,
     Stat,
@@ -48,6 +50,11 @@ pub(crate) struct Spec {
     positionals_max: usize,
 }
 
+/// zkCli's syntax line of `reconfig`.
+pub(crate) const RECONFIG_SYNTAX: &str = "reconfig [-s] [-v version] [[-file path] | \
+     [-members serverID=host:port1:port2;port3[,...]*]] | [-add \
+     serverId=host:port1:port2;port3[,...]]* [-remove serverId[,...]*]";
+
 /// Every command, in the order `help` lists them (zkCli's: sorted, case-sensitive).
 const SPECS: &[Spec] = &[
     spec(
@@ -59,6 +66,7 @@ const SPECS: &[Spec] = &[
         1,
         2,
     ),
+    spec(Kind::Config, "config", "config [-c] [-s]", "cs", "", 0, 0),
     spec(
         Kind::Create,
         "create",
@@ -109,6 +117,7 @@ const SPECS: &[Spec] = &[
     spec(Kind::Help, "help", "help", "", "", 0, 0),
     spec(Kind::Ls, "ls", "ls [-s] [-w] [-R] path", "swR", "", 1, 1),
     spec(Kind::Quit, "quit", "quit", "", "", 0, 0),
+    spec(Kind::Reconfig, "reconfig", RECONFIG_SYNTAX, "s", "v", 0, 0),
     spec(
         Kind::Set,
         "set",
