@@ -96,6 +96,11 @@ async fn a_rolling_restart_under_load_costs_only_connection_loss_retries() {
             report.errors
         );
         assert_eq!(
+            report.silences, 0,
+            "writer {}: the server held its connection silent until the client gave up",
+            report.name
+        );
+        assert_eq!(
             report.client.session_id(),
             sessions[&report.name].id(),
             "writer {} kept its session",

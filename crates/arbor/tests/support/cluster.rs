@@ -45,7 +45,8 @@ use super::{WAIT_MAX, connect_with, connector, digest_id, ok, within};
 /// Bound on one four-letter-word exchange: a paused or dead node does not answer.
 pub const FOUR_LETTER_WAIT: Duration = Duration::from_secs(2);
 
-/// Lines of each node's log printed when a test fails.
+/// Lines of each node's log printed when a test fails, unless `ARBOR_CLUSTER_LOG_LINES` says
+/// otherwise.
 const LOG_TAIL_LINES: usize = 40;
 
 /// The super user's password in link-control clusters (`super:test`, as kazoo's suite uses).
@@ -710,7 +711,11 @@ impl Drop for Cluster {
             for &id in self.nodes.keys() {
                 let log = self.log(id);
                 let lines: Vec<&str> = log.lines().collect();
-                let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+                let wanted = std::env::var("ARBOR_CLUSTER_LOG_LINES")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(LOG_TAIL_LINES);
+                let tail = &lines[lines.len().saturating_sub(wanted)..];
                 eprintln!(
                     "===== node {id}: last {} log lines =====\n{}",
                     tail.len(),

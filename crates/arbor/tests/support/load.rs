@@ -38,6 +38,9 @@ pub struct WriterReport {
     pub errors: Vec<(String, zk::Error)>,
     /// ConnectionLoss errors (each retried).
     pub connection_losses: u32,
+    /// Requests the client gave up on because the server answered nothing, pings included,
+    /// for its ping timeout (see [`is_silence`]); retried like ConnectionLoss.
+    pub silences: u32,
     /// The longest time from sending a create to its acknowledgement.
     pub latency_max: Duration,
     /// The writer's client, for checks of its session afterwards.
@@ -172,6 +175,7 @@ async fn write_loop(
         uncertain: Vec::new(),
         errors: Vec::new(),
         connection_losses: 0,
+        silences: 0,
         latency_max: Duration::ZERO,
         client,
     };
@@ -197,8 +201,12 @@ async fn write_loop(
         match result {
             Ok(()) => {}
             Err(zk::Error::NodeExists) if retrying => {}
-            Err(error) if is_connection_loss(&error) => {
-                report.connection_losses += 1;
+            Err(error) if is_connection_loss(&error) || is_silence(&error) => {
+                if is_silence(&error) {
+                    report.silences += 1;
+                } else {
+                    report.connection_losses += 1;
+                }
                 retrying = true;
                 if !wait_connected(&report.client, &mut stopped).await {
                     report.uncertain.push(path);
@@ -288,11 +296,13 @@ pub async fn verify_acknowledged(
 pub fn print_reports(label: &str, reports: &[WriterReport]) {
     for report in reports {
         println!(
-            "{label}: writer {} acked {} uncertain {} connection_losses {} errors {} latency_max_ms {}",
+            "{label}: writer {} acked {} uncertain {} connection_losses {} silences {} errors {} \
+             latency_max_ms {}",
             report.name,
             report.acked.len(),
             report.uncertain.len(),
             report.connection_losses,
+            report.silences,
             report.errors.len(),
             report.latency_max.as_millis()
         );
@@ -405,6 +415,16 @@ fn is_connection_loss(error: &zk::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether the client gave up on the connection because the server sent nothing, not even a
+/// ping's answer, for the client's ping timeout: `zookeeper-client` fails the requests in
+/// flight with `Error::Custom("no response from connection in <n>ms")` (the Java client says
+/// ConnectionLoss). Outcome unknown, as with ConnectionLoss, but it means the server held a
+/// connection open in silence, so tests count these apart.
+pub fn is_silence(error: &zk::Error) -> bool {
+    matches!(error, zk::Error::Custom(_))
+        && format!("{error:?}").contains("no response from connection")
 }
 
 /// A client that sets one node to 1, 2, 3, ... one write after the other, and remembers the
