@@ -6,6 +6,7 @@ use thiserror::Error;
 use zookeeper_client::{Acl, CreateMode};
 
 use super::acl::parse_acl_list;
+use super::quota::QuotaLimit;
 use super::syntax::{Kind, Options, RECONFIG_SYNTAX, find_spec};
 
 /// Where ZooKeeper keeps the cluster's membership.
@@ -121,6 +122,27 @@ pub(crate) enum Command {
     },
     /// `whoami`: the identities of this session.
     WhoAmI,
+    /// `setquota -n|-b|-N|-B val path`: sets one limit of the quota on `path`.
+    SetQuota {
+        /// The quota'd node.
+        path: String,
+        /// Which limit.
+        limit: QuotaLimit,
+        /// Its value.
+        value: i64,
+    },
+    /// `listquota path`: the quota on `path` and the subtree's current use.
+    ListQuota {
+        /// The quota'd node.
+        path: String,
+    },
+    /// `delquota [-n|-b|-N|-B] path`: unsets one limit, or removes the whole quota.
+    DelQuota {
+        /// The quota'd node.
+        path: String,
+        /// The limit to unset; none: the whole quota.
+        limit: Option<QuotaLimit>,
+    },
     /// `config [-c] [-s]`: the cluster's membership as `/zookeeper/config` holds it.
     Config {
         /// Print only the version and the client connect string.
@@ -297,6 +319,26 @@ impl Command {
                 client_only: options.flag('c'),
                 stat: options.flag('s'),
             },
+            Kind::SetQuota => parse_set_quota(&options)?,
+            Kind::ListQuota => Command::ListQuota {
+                path: options.path(0, false)?,
+            },
+            Kind::DelQuota => {
+                let given: Vec<QuotaLimit> = QuotaLimit::ALL
+                    .iter()
+                    .filter(|(letter, _)| options.flag(*letter))
+                    .map(|(_, limit)| *limit)
+                    .collect();
+                if given.len() > 1 {
+                    return Err(ParseError::Usage {
+                        syntax: spec.syntax,
+                    });
+                }
+                Command::DelQuota {
+                    path: options.path(0, false)?,
+                    limit: given.first().copied(),
+                }
+            }
             // Parsed above.
             Kind::Reconfig => return parse_reconfig(arguments),
             Kind::Help => Command::Help,
@@ -304,6 +346,32 @@ impl Command {
         };
         Ok(command)
     }
+}
+
+/// `setquota`: exactly one of `-n`, `-b`, `-N`, `-B` with its value (zkCli's option group).
+fn parse_set_quota(options: &Options) -> Result<Command, ParseError> {
+    let syntax = "setquota -n|-b|-N|-B val path";
+    let given: Vec<(char, QuotaLimit)> = QuotaLimit::ALL
+        .iter()
+        .copied()
+        .filter(|(letter, _)| options.value(*letter).is_some())
+        .collect();
+    let [(letter, limit)] = given[..] else {
+        return Err(ParseError::Usage { syntax });
+    };
+    let text = options.value(letter).unwrap_or_default();
+    let value = text
+        .parse::<i64>()
+        .ok()
+        .filter(|value| *value >= -1)
+        .ok_or_else(|| {
+            ParseError::Invalid(format!("-{letter} argument must be a number >= -1: {text}"))
+        })?;
+    Ok(Command::SetQuota {
+        path: options.path(0, false)?,
+        limit,
+        value,
+    })
 }
 
 impl Command {
@@ -321,7 +389,10 @@ impl Command {
             | Command::SetAcl { path, .. }
             | Command::Sync { path }
             | Command::GetEphemerals { path }
-            | Command::GetAllChildrenNumber { path } => Some(path),
+            | Command::GetAllChildrenNumber { path }
+            | Command::SetQuota { path, .. }
+            | Command::ListQuota { path }
+            | Command::DelQuota { path, .. } => Some(path),
             Command::Config { .. } | Command::Reconfig { .. } => Some(CONFIG_NODE),
             Command::AddAuth { .. } | Command::WhoAmI | Command::Help | Command::Quit => None,
         }

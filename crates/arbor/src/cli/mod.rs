@@ -3,7 +3,8 @@
 //! It speaks through the `zookeeper-client` crate, so it is also a client we did not write the
 //! protocol side of. Commands, output and error messages follow zkCli 3.9 (`ls`, `get`, `set`,
 //! `create -e/-s/-c/-t`, `delete`, `deleteall`, `stat`, `getAcl`, `setAcl`, `addauth`, `sync`,
-//! `whoami`, `getEphemerals`, `getAllChildrenNumber`, `help`, `quit`). Differences on purpose:
+//! `whoami`, `getEphemerals`, `getAllChildrenNumber`, `setquota`, `listquota`, `delquota`, `help`,
+//! `quit`). Differences on purpose:
 //! `Created /x` goes to standard output (zkCli writes it on standard error), a malformed ACL or
 //! an unknown permission letter refuses the command (zkCli warns and sends what it could read),
 //! and too many arguments are a usage error (zkCli ignores the extra ones).
@@ -17,6 +18,7 @@ mod connect;
 mod format;
 mod invocation;
 mod path;
+mod quota;
 mod session;
 mod shell;
 mod syntax;

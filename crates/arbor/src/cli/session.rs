@@ -404,6 +404,15 @@ impl Session {
                 version,
                 stat,
             } => self.reconfig(update, *version, *stat, out).await,
+            Command::SetQuota { path, limit, value } => {
+                super::quota::set_quota(&self.client, path, *limit, *value).await
+            }
+            Command::ListQuota { path } => {
+                super::quota::list_quota(&self.client, path, out, err).await
+            }
+            Command::DelQuota { path, limit } => {
+                super::quota::del_quota(&self.client, path, *limit, out).await
+            }
             Command::Help | Command::Quit => Ok(()),
         }
     }
