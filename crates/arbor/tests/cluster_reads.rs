@@ -142,8 +142,11 @@ async fn a_server_cut_off_from_the_quorum_serves_read_only_clients_only() {
     .expect_err("a write on a read-only server");
     assert_eq!(refused, zk::Error::NotReadOnly);
     // A client that does not accept read-only is turned away.
-    let normal =
-        tokio::time::timeout(SESSION_TIMEOUT, connector().connect(&cluster.address(kept))).await;
+    let normal = tokio::time::timeout(
+        READ_WRITE_REFUSAL_WAIT,
+        connector().connect(&cluster.address(kept)),
+    )
+    .await;
     assert!(
         !matches!(normal, Ok(Ok(_))),
         "a read-write client got a session from a server without a quorum"
