@@ -447,6 +447,12 @@ impl Cluster {
         }
     }
 
+    /// Node `id`'s `server.N=` line as `reconfig` takes it for a joining server (its
+    /// advertised peer address, its role, its client address).
+    pub fn joining_line(&self, id: u8) -> String {
+        self.member_line(id, self.node(id), true)
+    }
+
     /// Node `id`'s line in `/zookeeper/config` at its advertised address.
     fn member_line(&self, id: u8, node: &Node, with_client: bool) -> String {
         let address = node.advertised_address;
