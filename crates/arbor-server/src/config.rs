@@ -143,6 +143,11 @@ pub struct ServerConfig {
     pub secure_client_address: Option<SocketAddr>,
     /// TLS of the secure client port (`[tls]`; zoo.cfg `ssl.*`).
     pub tls: crate::tls::TlsConfig,
+    /// Whether peer connections use TLS (ZooKeeper's `sslQuorum`), with `quorum_tls`.
+    pub ssl_quorum: bool,
+    /// TLS between servers (`[quorum_tls]`; zoo.cfg `ssl.quorum.*`): this server's key store
+    /// and the trust store peers' certificates must chain to (mutual TLS, always).
+    pub quorum_tls: crate::tls::TlsConfig,
     /// JAAS file whose `Server` section lists SASL DIGEST-MD5 users
     /// (`-Djava.security.auth.login.config`); none: SASL answers AuthFailed.
     pub sasl_jaas_file: Option<PathBuf>,
@@ -202,6 +207,8 @@ impl Default for ServerConfig {
             properties: BTreeMap::new(),
             secure_client_address: None,
             tls: crate::tls::TlsConfig::default(),
+            ssl_quorum: false,
+            quorum_tls: crate::tls::TlsConfig::default(),
             sasl_jaas_file: None,
             sasl_super_user: None,
             x509_super_user: None,

@@ -86,6 +86,9 @@ pub enum ServerError {
     /// The secure client port's TLS settings or stores are unusable.
     #[error("secure client port: {0}")]
     Tls(#[from] TlsError),
+    /// The TLS settings or stores between servers (`sslQuorum`) are unusable.
+    #[error("TLS between servers: {0}")]
+    QuorumTls(TlsError),
     /// The JAAS file with the SASL users is unusable.
     #[error("SASL: {0}")]
     Jaas(#[from] JaasError),
@@ -318,6 +321,10 @@ async fn start_peers(
         me.peer_address,
         peers,
     );
+    if config.ssl_quorum {
+        peer_config.tls = Some(tls::peer_tls(&config.quorum_tls).map_err(ServerError::QuorumTls)?);
+        info!("peer connections use TLS (sslQuorum)");
+    }
     // A Raft append carries up to about one client frame per entry, in batches of a few.
     peer_config.frame_bytes_max = peer_config
         .frame_bytes_max

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::config::{ConfigError, ServerConfig};
 use crate::keystore::{StoreLocation, StoreType};
-use crate::tls::ClientAuth;
+use crate::tls::{ClientAuth, TlsConfig};
 
 fn invalid(key: &str, value: &str, reason: &'static str) -> ConfigError {
     ConfigError::Invalid {
@@ -34,34 +34,45 @@ pub(crate) fn apply(
 ) -> Result<bool, ConfigError> {
     // ZooKeeper reads every ssl.* key from zoo.cfg or as a zookeeper.ssl.* property.
     let ssl_key = key.strip_prefix("zookeeper.").unwrap_or(key);
-    match ssl_key {
-        "ssl.keyStore.location" => store(&mut config.tls.key_store).location = PathBuf::from(value),
-        "ssl.keyStore.password" => {
-            store(&mut config.tls.key_store).password = Some(value.to_owned())
-        }
-        "ssl.keyStore.type" => {
-            store(&mut config.tls.key_store).store_type = Some(
+    if let Some(setting) = ssl_key.strip_prefix("ssl.quorum.") {
+        return apply_tls(&mut config.quorum_tls, setting, key, value);
+    }
+    if let Some(setting) = ssl_key.strip_prefix("ssl.") {
+        return apply_tls(&mut config.tls, setting, key, value);
+    }
+    apply_other(config, key, value)
+}
+
+/// One `ssl.<setting>` or `ssl.quorum.<setting>` key. `Ok(false)` for settings arbor does
+/// not act on (kept as properties).
+fn apply_tls(
+    tls: &mut TlsConfig,
+    setting: &str,
+    key: &str,
+    value: &str,
+) -> Result<bool, ConfigError> {
+    match setting {
+        "keyStore.location" => store(&mut tls.key_store).location = PathBuf::from(value),
+        "keyStore.password" => store(&mut tls.key_store).password = Some(value.to_owned()),
+        "keyStore.type" => {
+            store(&mut tls.key_store).store_type = Some(
                 StoreType::parse(value)
                     .ok_or_else(|| invalid(key, value, "expected PEM, JKS or PKCS12"))?,
             );
         }
-        "ssl.trustStore.location" => {
-            store(&mut config.tls.trust_store).location = PathBuf::from(value);
-        }
-        "ssl.trustStore.password" => {
-            store(&mut config.tls.trust_store).password = Some(value.to_owned());
-        }
-        "ssl.trustStore.type" => {
-            store(&mut config.tls.trust_store).store_type = Some(
+        "trustStore.location" => store(&mut tls.trust_store).location = PathBuf::from(value),
+        "trustStore.password" => store(&mut tls.trust_store).password = Some(value.to_owned()),
+        "trustStore.type" => {
+            store(&mut tls.trust_store).store_type = Some(
                 StoreType::parse(value)
                     .ok_or_else(|| invalid(key, value, "expected PEM, JKS or PKCS12"))?,
             );
         }
-        "ssl.clientAuth" => {
-            config.tls.client_auth = ClientAuth::parse(value)
+        "clientAuth" => {
+            tls.client_auth = ClientAuth::parse(value)
                 .ok_or_else(|| invalid(key, value, "expected none, want or need"))?;
         }
-        _ => return apply_other(config, key, value),
+        _ => return Ok(false),
     }
     Ok(true)
 }
@@ -87,6 +98,11 @@ fn apply_other(config: &mut ServerConfig, key: &str, value: &str) -> Result<bool
             };
             let port = config.secure_client_address.map_or(0, |a| a.port());
             config.secure_client_address = Some(SocketAddr::new(ip, port));
+        }
+        "sslQuorum" => {
+            config.ssl_quorum = value
+                .parse()
+                .map_err(|_| invalid(key, value, "expected true or false"))?;
         }
         "maxCnxns" => {
             config.connections_max = value
@@ -150,6 +166,24 @@ mod tests {
         assert_eq!(config.connections_max, 0);
         assert_eq!(config.sasl_jaas_file, Some(PathBuf::from("/w/jaas.conf")));
         assert!(!apply(&mut config, "tickTime", "2000").unwrap());
+        for (key, value) in [
+            ("sslQuorum", "true"),
+            ("ssl.quorum.keyStore.location", "/w/quorum.p12"),
+            (
+                "zookeeper.ssl.quorum.trustStore.location",
+                "/w/quorum-trust.pem",
+            ),
+        ] {
+            assert!(apply(&mut config, key, value).unwrap(), "{key}");
+        }
+        assert!(config.ssl_quorum);
+        let quorum_key = config.quorum_tls.key_store.as_ref().unwrap();
+        assert_eq!(quorum_key.location, PathBuf::from("/w/quorum.p12"));
+        assert_eq!(
+            config.tls.key_store.as_ref().unwrap().location,
+            PathBuf::from("/w/keystore.jks"),
+            "quorum keys leave the client port's alone"
+        );
         assert!(apply(&mut config, "ssl.clientAuth", "sometimes").is_err());
         assert!(apply(&mut config, "ssl.keyStore.type", "BCFKS").is_err());
     }

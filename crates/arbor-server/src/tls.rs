@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::keystore::{self, KeyStoreError, StoreLocation};
-use crate::x509::ClientVerifier;
+use crate::x509::{ClientVerifier, ServerVerifier};
 
 /// Whether clients must present a certificate (ZooKeeper's `ssl.clientAuth`).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -186,6 +186,54 @@ fn build_acceptor(settings: &TlsConfig, bytes: &StoreBytes) -> Result<TlsAccepto
     let certified = certified_key(&provider, material.chain, material.key)?;
     let config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The TLS configurations of the peer transport (ZooKeeper's `sslQuorum` with the
+/// `ssl.quorum.*` stores): mutual TLS, each side presenting the key store's certificate and
+/// checking the other's against the trust store. Loaded once at start (no reload: peer
+/// connections are long-lived).
+///
+/// # Errors
+/// [`TlsError`] when a store is missing or does not load.
+pub(crate) fn peer_tls(settings: &TlsConfig) -> Result<crate::peer::PeerTls, TlsError> {
+    let bytes = read_stores(settings)?;
+    let key_store = settings
+        .key_store
+        .as_ref()
+        .ok_or_else(|| TlsError::Settings("sslQuorum needs ssl.quorum.keyStore.location".into()))?;
+    let roots = trusted(settings, &bytes)?;
+    if roots.is_empty() {
+        return Err(TlsError::Settings(
+            "sslQuorum needs ssl.quorum.trustStore.location: servers check each other's \
+             certificates"
+                .into(),
+        ));
+    }
+    let material = keystore::key_material(key_store, &bytes.key)?;
+    let provider = provider();
+    let certified = Arc::new(certified_key(&provider, material.chain, material.key)?);
+    let verifier = ClientVerifier::new(
+        roots.clone(),
+        true,
+        provider.signature_verification_algorithms,
+    )
+    .map_err(TlsError::Settings)?;
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Rustls(error.to_string()))?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified.clone())));
+    let server_verifier = ServerVerifier::new(roots, provider.signature_verification_algorithms);
+    let client = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Rustls(error.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(server_verifier))
+        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+    Ok(crate::peer::PeerTls::new(
+        Arc::new(server),
+        Arc::new(client),
+    ))
 }
 
 /// The server's chain and signing key. Built here rather than by rustls'

@@ -56,57 +56,89 @@ impl ClientVerifier {
             algorithms,
         })
     }
+}
 
-    fn verify_chain(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: ASN1Time,
-    ) -> Result<(), String> {
-        if intermediates.len() > INTERMEDIATES_MAX {
-            return Err("too many intermediate certificates".into());
-        }
-        let leaf = parse(end_entity)?;
-        if let Ok(Some(usage)) = leaf.extended_key_usage()
-            && !(usage.value.any || usage.value.client_auth)
-        {
-            return Err("the certificate's extended key usage excludes client auth".into());
-        }
-        let intermediates: Vec<X509Certificate<'_>> = intermediates
-            .iter()
-            .map(|der| parse(der))
-            .collect::<Result<_, _>>()?;
-        let roots: Vec<X509Certificate<'_>> = self
-            .roots
-            .iter()
-            .map(|der| parse(der))
-            .collect::<Result<_, _>>()?;
-        let mut current = &leaf;
-        for _ in 0..=intermediates.len() {
-            if !current.validity().is_valid_at(now) {
-                return Err(format!(
-                    "certificate {} is outside its validity period",
-                    current.subject()
-                ));
-            }
-            let signed_by = |issuer: &X509Certificate<'_>| {
-                issuer.subject().as_raw() == current.issuer().as_raw()
-                    && current.verify_signature(Some(issuer.public_key())).is_ok()
-            };
-            if roots.iter().any(signed_by) {
-                return Ok(());
-            }
-            let next = intermediates.iter().find(|candidate| {
-                let is_ca = candidate.version() == X509Version::V1 || candidate.is_ca();
-                is_ca && signed_by(candidate)
-            });
-            match next {
-                Some(next) => current = next,
-                None => break,
-            }
-        }
-        Err("the certificate does not chain to the trust store".into())
+/// What a verified certificate is for (its extended key usage must allow it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// A client's (or a dialing peer's) certificate.
+    ClientAuth,
+    /// A server's (or an accepting peer's) certificate.
+    ServerAuth,
+}
+
+/// Checks a presented chain against `roots`; see the module documentation for the rules.
+fn verify_chain(
+    roots: &[CertificateDer<'static>],
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: ASN1Time,
+    purpose: Purpose,
+) -> Result<(), String> {
+    if intermediates.len() > INTERMEDIATES_MAX {
+        return Err("too many intermediate certificates".into());
     }
+    let leaf = parse(end_entity)?;
+    if let Ok(Some(usage)) = leaf.extended_key_usage() {
+        let allowed = usage.value.any
+            || match purpose {
+                Purpose::ClientAuth => usage.value.client_auth,
+                Purpose::ServerAuth => usage.value.server_auth,
+            };
+        if !allowed {
+            return Err(format!(
+                "the certificate's extended key usage excludes {purpose:?}"
+            ));
+        }
+    }
+    let intermediates: Vec<X509Certificate<'_>> = intermediates
+        .iter()
+        .map(|der| parse(der))
+        .collect::<Result<_, _>>()?;
+    let roots: Vec<X509Certificate<'_>> = roots
+        .iter()
+        .map(|der| parse(der))
+        .collect::<Result<_, _>>()?;
+    let mut current = &leaf;
+    for _ in 0..=intermediates.len() {
+        if !current.validity().is_valid_at(now) {
+            return Err(format!(
+                "certificate {} is outside its validity period",
+                current.subject()
+            ));
+        }
+        let signed_by = |issuer: &X509Certificate<'_>| {
+            issuer.subject().as_raw() == current.issuer().as_raw()
+                && current.verify_signature(Some(issuer.public_key())).is_ok()
+        };
+        if roots.iter().any(signed_by) {
+            return Ok(());
+        }
+        let next = intermediates.iter().find(|candidate| {
+            let is_ca = candidate.version() == X509Version::V1 || candidate.is_ca();
+            is_ca && signed_by(candidate)
+        });
+        match next {
+            Some(next) => current = next,
+            None => break,
+        }
+    }
+    Err("the certificate does not chain to the trust store".into())
+}
+
+/// rustls' time as x509-parser's.
+fn asn1_now(now: UnixTime) -> Result<ASN1Time, rustls::Error> {
+    let seconds = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    ASN1Time::from_timestamp(seconds)
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))
+}
+
+/// A refused chain as rustls' error, logged.
+fn refused(reason: String, purpose: Purpose) -> rustls::Error {
+    tracing::warn!(%reason, ?purpose, "certificate refused");
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+        Arc::new(VerifyError(reason)),
+    )))
 }
 
 impl ClientCertVerifier for ClientVerifier {
@@ -124,18 +156,16 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let seconds = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        let now = ASN1Time::from_timestamp(seconds).map_err(|_| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        })?;
-        self.verify_chain(end_entity, intermediates, now)
-            .map(|()| ClientCertVerified::assertion())
-            .map_err(|reason| {
-                tracing::warn!(%reason, "client certificate refused");
-                rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
-                    rustls::OtherError(Arc::new(VerifyError(reason))),
-                ))
-            })
+        let now = asn1_now(now)?;
+        verify_chain(
+            &self.roots,
+            end_entity,
+            intermediates,
+            now,
+            Purpose::ClientAuth,
+        )
+        .map(|()| ClientCertVerified::assertion())
+        .map_err(|reason| refused(reason, Purpose::ClientAuth))
     }
 
     fn verify_tls12_signature(
@@ -172,6 +202,70 @@ impl std::fmt::Display for VerifyError {
 }
 
 impl std::error::Error for VerifyError {}
+
+/// Verifies the certificate of a peer this server dials (TLS between servers) against the
+/// quorum trust store, with the same rules as client certificates (v1 certificates too).
+/// The peer's name is not checked against the certificate: membership is by the trust store,
+/// as with ZooKeeper's `ssl.quorum.hostnameVerification=false`.
+#[derive(Debug)]
+pub(crate) struct ServerVerifier {
+    roots: Vec<CertificateDer<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerVerifier {
+    /// A verifier trusting `roots`.
+    pub(crate) fn new(
+        roots: Vec<CertificateDer<'static>>,
+        algorithms: WebPkiSupportedAlgorithms,
+    ) -> ServerVerifier {
+        ServerVerifier { roots, algorithms }
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let now = asn1_now(now)?;
+        verify_chain(
+            &self.roots,
+            end_entity,
+            intermediates,
+            now,
+            Purpose::ServerAuth,
+        )
+        .map(|()| rustls::client::danger::ServerCertVerified::assertion())
+        .map_err(|reason| refused(reason, Purpose::ServerAuth))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_handshake_signature(&self.algorithms, message, cert, dss, false)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_handshake_signature(&self.algorithms, message, cert, dss, true)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
 
 /// Checks the client's handshake signature with the public key of its certificate, parsed
 /// by x509-parser (webpki would refuse a v1 certificate here too). TLS 1.3 uses the first

@@ -65,6 +65,9 @@ pub struct PeerConfig {
     /// Inbound connections (handshaking or established) accepted at once; more are refused
     /// with the reason `Busy`.
     pub inbound_connections_max: usize,
+    /// TLS on every peer connection, both directions (ZooKeeper's `sslQuorum`); none: plain
+    /// TCP. Must be set alike on every member.
+    pub tls: Option<super::PeerTls>,
 }
 
 impl PeerConfig {
@@ -89,6 +92,7 @@ impl PeerConfig {
             keepalive_interval: KEEPALIVE_INTERVAL_DEFAULT,
             idle_timeout: IDLE_TIMEOUT_DEFAULT,
             inbound_connections_max: INBOUND_CONNECTIONS_MAX_DEFAULT,
+            tls: None,
         }
     }
 

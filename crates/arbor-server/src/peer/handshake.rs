@@ -151,6 +151,12 @@ pub enum ConnectError {
     /// No connection and answer within the connect timeout.
     #[error("no connection and handshake within the connect timeout")]
     Timeout,
+    /// The TLS handshake failed (an untrusted or missing certificate on either side).
+    #[error("TLS handshake failed: {reason}")]
+    Tls {
+        /// What rustls said.
+        reason: String,
+    },
     /// The TCP connect or the handshake I/O failed.
     #[error("connection failed: {kind}")]
     Io {

@@ -98,16 +98,38 @@ pub(crate) async fn accept_loop(
     while handlers.join_next().await.is_some() {}
 }
 
-/// One inbound connection: handshake, then frames until it ends.
+/// One inbound connection: TLS when configured, the handshake, then frames until it ends.
 async fn serve_inbound(
-    mut stream: TcpStream,
+    stream: TcpStream,
     remote: SocketAddr,
     shared: Arc<Shared>,
     inbound: mpsc::Sender<(u64, Bytes)>,
     _permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
-    // A TLS acceptor would wrap `stream` here, before the handshake.
+    let Some(tls) = shared.config.tls.clone() else {
+        serve_established(stream, remote, &shared, &inbound).await;
+        return;
+    };
+    let accepted = tokio::select! {
+        biased;
+        () = shared.stop.cancelled() => return,
+        outcome = tokio::time::timeout(shared.config.connect_timeout, tls.accept(stream)) => outcome,
+    };
+    match accepted {
+        Ok(Ok(stream)) => serve_established(stream, remote, &shared, &inbound).await,
+        Ok(Err(error)) => warn!(%remote, %error, "peer TLS handshake failed; closing"),
+        Err(_) => debug!(%remote, "no peer TLS handshake within the connect timeout"),
+    }
+}
+
+/// The handshake on a connected (plain or TLS) stream, then frames until it ends.
+async fn serve_established<S: PeerStream>(
+    mut stream: S,
+    remote: SocketAddr,
+    shared: &Arc<Shared>,
+    inbound: &mpsc::Sender<(u64, Bytes)>,
+) {
     let handshake = tokio::select! {
         biased;
         () = shared.stop.cancelled() => return,
@@ -138,7 +160,7 @@ async fn serve_inbound(
                 intended_node_id = hello.receiver,
                 "refused peer connection"
             );
-            close_after_refusal(stream, &shared).await;
+            close_after_refusal(stream, shared).await;
             return;
         }
         Ok(Ok(AcceptOutcome::Refused {
@@ -146,7 +168,7 @@ async fn serve_inbound(
             hello: None,
         })) => {
             warn!(%remote, %reason, "refused peer connection");
-            close_after_refusal(stream, &shared).await;
+            close_after_refusal(stream, shared).await;
             return;
         }
         Ok(Ok(AcceptOutcome::Accepted(hello))) => hello,
@@ -159,7 +181,7 @@ async fn serve_inbound(
         biased;
         () = shared.stop.cancelled() => InboundEnd::Stopped,
         () = registration.superseded.cancelled() => InboundEnd::Superseded,
-        end = serve_frames(stream, peer_id, &registration.counters, &inbound, &shared) => end,
+        end = serve_frames(stream, peer_id, &registration.counters, inbound, shared) => end,
     };
     shared.unregister_inbound(peer_id, registration.generation);
     match end {
@@ -175,7 +197,7 @@ async fn serve_inbound(
 /// bytes (the rest of a hello we stopped reading) sends a reset, which may reach the dialer
 /// before it reads our answer; so: send our FIN, then discard what the dialer still sends
 /// until it closes too, within the connect timeout and [`REFUSED_DRAIN_BYTES_MAX`].
-async fn close_after_refusal(mut stream: TcpStream, shared: &Shared) {
+async fn close_after_refusal<S: PeerStream>(mut stream: S, shared: &Shared) {
     let drain = async {
         stream.shutdown().await?;
         let mut buffer = [0u8; 512];

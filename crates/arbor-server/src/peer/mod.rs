@@ -77,6 +77,7 @@ mod inbound;
 mod outbound;
 mod queue;
 mod stats;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -99,13 +100,14 @@ pub use config::{
 };
 pub use handshake::{ConnectError, RefuseReason};
 pub use stats::PeerStats;
+pub use tls::PeerTls;
 
 use handshake::LocalIdentity;
 use outbound::Outbound;
 use queue::{QueueFull, SendQueue};
 use stats::PeerCounters;
 
-/// A byte stream a peer connection runs over: TCP today, TLS over TCP later.
+/// A byte stream a peer connection runs over: TCP, or TLS over TCP.
 pub(crate) trait PeerStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> PeerStream for T {}
 

@@ -149,13 +149,15 @@ impl Outbound {
         }
     }
 
-    /// TCP connect plus handshake, within the connect timeout.
-    async fn connect(&self, address: SocketAddr) -> Result<TcpStream, ConnectError> {
+    /// TCP connect, TLS when configured, then the handshake, within the connect timeout.
+    async fn connect(&self, address: SocketAddr) -> Result<Box<dyn PeerStream>, ConnectError> {
         let attempt = async {
-            let mut stream = TcpStream::connect(address).await?;
+            let stream = TcpStream::connect(address).await?;
             stream.set_nodelay(true)?;
-            // A TLS client would wrap `stream` here, before the handshake, and the rest is
-            // generic over the stream type.
+            let mut stream: Box<dyn PeerStream> = match &self.config.tls {
+                Some(tls) => Box::new(tls.connect(address, stream).await?),
+                None => Box::new(stream),
+            };
             handshake::dial(&mut stream, self.local, self.peer_id).await?;
             Ok(stream)
         };

@@ -332,6 +332,18 @@ impl Pki {
     /// `<file>.key`, `<file>.pem` and `<file>-bundle.pem` (certificate then key, a PEM key
     /// store).
     pub fn issue(&self, ca: &str, file: &str, subject: &str, server: bool) {
+        let extensions = if server {
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+        } else {
+            "extendedKeyUsage=clientAuth\n"
+        };
+        std::fs::write(self.dir.join(format!("{file}.ext")), extensions).expect("write ext");
+        self.issue_with(ca, file, subject);
+    }
+
+    /// A certificate for `subject` signed by CA `ca`, with the extensions already written to
+    /// `<file>.ext`; the same files as [`Pki::issue`].
+    pub fn issue_with(&self, ca: &str, file: &str, subject: &str) {
         openssl(
             &self.dir,
             &[
@@ -347,12 +359,6 @@ impl Pki {
                 &format!("{file}.csr"),
             ],
         );
-        let extensions = if server {
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-        } else {
-            "extendedKeyUsage=clientAuth\n"
-        };
-        std::fs::write(self.dir.join(format!("{file}.ext")), extensions).expect("write ext");
         openssl(
             &self.dir,
             &[
