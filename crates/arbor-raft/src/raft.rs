@@ -442,9 +442,18 @@ impl<S: Storage> Raft<S> {
             self.tick_leader();
         } else {
             self.election_elapsed += 1;
-            if self.promotable() && self.election_elapsed >= self.randomized_election_timeout {
-                self.election_elapsed = 0;
-                self.hup(false);
+            if self.election_elapsed >= self.randomized_election_timeout {
+                if self.promotable() {
+                    self.election_elapsed = 0;
+                    self.hup(false);
+                } else if self.leader.is_some() {
+                    // A learner never campaigns, but a leader it has not heard from for an
+                    // election timeout is as gone for it as for a voter (which forgets it by
+                    // pre-campaigning): naming it would send its clients' writes into the
+                    // void. The next message of any leader makes it known again.
+                    self.leader = None;
+                    self.discard_incoming_snapshot("leader lost");
+                }
             }
         }
     }

@@ -217,3 +217,58 @@ fn a_restarted_node_reapplies_from_its_snapshot() {
         "only what follows the snapshot is re-applied"
     );
 }
+
+#[test]
+fn a_learner_forgets_a_leader_it_has_not_heard_from_for_an_election_timeout() {
+    let mut conf = ConfState::with_voters([NodeId(1), NodeId(2)]);
+    conf.learners.insert(NodeId(3));
+    let config = Config::new(NodeId(3));
+    let mut learner =
+        RawNode::new(&config, MemStorage::new_with_conf_state(conf)).expect("valid config");
+    let heartbeat = |term| arbor_raft::Message {
+        from: NodeId(1),
+        to: NodeId(3),
+        term,
+        body: MessageBody::Heartbeat {
+            commit: LogIndex(0),
+            sent_tick: 0,
+            read_round: 0,
+        },
+    };
+    learner
+        .step(heartbeat(arbor_raft::Term(1)))
+        .expect("a heartbeat");
+    drain(&mut learner);
+    assert_eq!(learner.status().leader, Some(NodeId(1)));
+    // Heard from within the timeout: still the leader.
+    for _ in 0..config.election_timeout_ticks - 1 {
+        learner.tick();
+    }
+    learner
+        .step(heartbeat(arbor_raft::Term(1)))
+        .expect("a heartbeat");
+    drain(&mut learner);
+    for _ in 0..config.election_timeout_ticks - 1 {
+        learner.tick();
+    }
+    assert_eq!(learner.status().leader, Some(NodeId(1)));
+    // Silence for two election timeouts (past any randomized timeout): gone, and the learner
+    // never campaigns.
+    for _ in 0..2 * config.election_timeout_ticks {
+        learner.tick();
+        let ready = learner.ready();
+        assert!(ready.messages.is_empty() && ready.persisted_messages.is_empty());
+        persist(&mut learner, &ready);
+        learner.advance(ready);
+    }
+    let status = learner.status();
+    assert_eq!(status.leader, None);
+    assert_eq!(status.term, arbor_raft::Term(1));
+    assert_eq!(status.role, Role::Follower);
+    // The next word from a leader makes it known again.
+    learner
+        .step(heartbeat(arbor_raft::Term(1)))
+        .expect("a heartbeat");
+    drain(&mut learner);
+    assert_eq!(learner.status().leader, Some(NodeId(1)));
+}
