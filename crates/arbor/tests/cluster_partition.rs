@@ -240,3 +240,69 @@ async fn a_deaf_follower_neither_progresses_nor_deposes_the_leader() {
 async fn a_mute_leader_is_replaced_and_catches_up_after_the_heal() {
     partition_under_load(Cut::MuteLeader).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_server_turns_away_a_client_that_has_seen_newer_writes() {
+    use arbor_proto::{CreateRequest, GetDataRequest, Request};
+    use support::raw::{RawConnection, data, resume_request};
+
+    let cluster = Cluster::start_with(ClusterOptions::voters(3).link_control()).await;
+    let ids = cluster.ids();
+    let leader = cluster.wait_for_leader(&ids).await;
+    let lagging = *ids.iter().find(|&&id| id != leader).expect("a follower");
+    let (mut on_leader, session) =
+        RawConnection::new_session(cluster.socket_address(leader), 10_000).await;
+
+    // Nothing reaches the follower any more; a write on the leader commits without it.
+    for &other in ids.iter().filter(|&&id| id != lagging) {
+        cluster
+            .link(other, lagging)
+            .set_mode(arbor_check::proxy::Mode::Drop);
+    }
+    let reply = on_leader
+        .call(&Request::Create(CreateRequest {
+            path: "/seen".into(),
+            data: data(bytes::Bytes::new()),
+            acl: arbor_proto::Acl::open_unsafe(),
+            flags: 0,
+        }))
+        .await;
+    assert_eq!(reply.err(), 0, "create /seen: {reply:?}");
+    let seen = reply.header.zxid;
+
+    // The session moves to the follower, which has not applied that write: ZooKeeper's single
+    // system image has the server close the connection so the client tries another one.
+    let mut on_lagging = RawConnection::open(cluster.socket_address(lagging)).await;
+    let answer = on_lagging
+        .handshake(&resume_request(session.session_id, &session.password, seen))
+        .await;
+    assert!(
+        answer.is_none(),
+        "node {lagging} took a client that has seen zxid {seen:#x}, which it has not applied: \
+         {answer:?}"
+    );
+
+    // Once it has caught up it takes the session, and the client reads its write there.
+    cluster.heal();
+    let mut on_lagging = within("the follower to take the session once caught up", async {
+        loop {
+            let mut connection = RawConnection::open(cluster.socket_address(lagging)).await;
+            let answer = connection
+                .handshake(&resume_request(session.session_id, &session.password, seen))
+                .await;
+            if let Some(response) = answer {
+                assert_eq!(response.session_id, session.session_id, "{response:?}");
+                return connection;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let reply = on_lagging
+        .call(&Request::GetData(GetDataRequest {
+            path: "/seen".into(),
+            watch: false,
+        }))
+        .await;
+    assert_eq!(reply.err(), 0, "node {lagging} reads /seen: {reply:?}");
+}
