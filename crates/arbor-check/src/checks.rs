@@ -14,13 +14,17 @@ use crate::models::{ZnodeInput, ZnodeOutput};
 ///
 /// - the value read was written by some operation invoked before the read returned (or is the
 ///   initial value), with the version that write produced when that is known;
-/// - per session, the version never goes back: not below a version the session read before,
-///   nor below one it wrote (read your writes).
+/// - per session, the node never goes back: no answer older than one the session had before,
+///   read or written (read your writes). "Older" compares the answers' `mzxid` where
+///   `zxids[i]` gives it for `ops[i]` (a node deleted and created again starts over at
+///   version 0, so versions alone only order answers of one incarnation); where it is unknown
+///   (`zxids` shorter, or negative) the versions are compared.
 ///
 /// `initial` is the node's data and version before the run's operations.
 pub fn sequential_reads(
     key: &str,
     ops: &[Op<ZnodeInput, ZnodeOutput>],
+    zxids: &[i64],
     initial: Option<(u64, i32)>,
 ) -> Vec<String> {
     let mut problems = Vec::new();
@@ -68,35 +72,41 @@ pub fn sequential_reads(
         }
     }
     // Per session, in completion order: versions observed never go back.
-    let mut by_session: BTreeMap<i64, Vec<&Op<ZnodeInput, ZnodeOutput>>> = BTreeMap::new();
-    for op in ops.iter().filter(|op| op.ret.is_some()) {
+    type Answered<'a> = (&'a Op<ZnodeInput, ZnodeOutput>, i64);
+    let mut by_session: BTreeMap<i64, Vec<Answered<'_>>> = BTreeMap::new();
+    for (index, op) in ops.iter().enumerate().filter(|(_, op)| op.ret.is_some()) {
+        let zxid = zxids.get(index).copied().unwrap_or(-1);
         by_session
             .entry(op.process.session_id)
             .or_default()
-            .push(op);
+            .push((op, zxid));
     }
     for (_, session_ops) in by_session.iter_mut() {
-        session_ops.sort_by_key(|op| op.ret);
-        let mut seen: Option<&Op<ZnodeInput, ZnodeOutput>> = None;
-        let mut seen_version = i32::MIN;
-        for op in session_ops.iter() {
+        session_ops.sort_by_key(|(op, _)| op.ret);
+        let mut seen: Option<(&Op<ZnodeInput, ZnodeOutput>, i64, i32)> = None;
+        for &(op, zxid) in session_ops.iter() {
             let version = match &op.output {
                 Some(ZnodeOutput::Value { version, .. } | ZnodeOutput::Written { version }) => {
                     *version
                 }
                 _ => continue,
             };
-            if version < seen_version
-                && let Some(before) = seen
-                && before.ret < Some(op.call)
-            {
+            let Some((before, before_zxid, before_version)) = seen else {
+                seen = Some((op, zxid, version));
+                continue;
+            };
+            let (older, newer) = if zxid >= 0 && before_zxid >= 0 {
+                (zxid < before_zxid, zxid > before_zxid)
+            } else {
+                (version < before_version, version > before_version)
+            };
+            if older && before.ret < Some(op.call) {
                 problems.push(format!(
-                    "{key}: a session saw the node go back in time (version {seen_version} then {version}):\n    {before}\n    {op}"
+                    "{key}: a session saw the node go back in time (version {before_version} mzxid {before_zxid:#x}, then version {version} mzxid {zxid:#x}):\n    {before}\n    {op}"
                 ));
             }
-            if version >= seen_version {
-                seen_version = version;
-                seen = Some(op);
+            if newer {
+                seen = Some((op, zxid, version));
             }
         }
     }
@@ -190,9 +200,14 @@ pub enum SessionEnd {
     Expired,
 }
 
+/// How long after a client learned that its session ended its ephemeral may still be seen.
+/// ZooKeeper tells a client "expired" once the leader has marked the session closing, and the
+/// close (one log entry) commits right after: a window of milliseconds, not seconds.
+pub const SESSION_END_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Session semantics: the ephemeral of a live session never disappears (every successful
 /// check by its owner finds it), and the ephemeral of an ended session is gone for every
-/// check that began after the end was known.
+/// check that began [`SESSION_END_GRACE`] after the end was known.
 pub fn session_semantics(lives: &[SessionLife]) -> Vec<String> {
     let mut problems = Vec::new();
     for life in lives {
@@ -206,7 +221,7 @@ pub fn session_semantics(lives: &[SessionLife]) -> Vec<String> {
         }
         if let Some((ended, how)) = life.ended {
             for &(call, ret, exists) in &life.later_checks {
-                if exists && call > ended {
+                if exists && call.as_duration() > ended.as_duration() + SESSION_END_GRACE {
                     problems.push(format!(
                         "[{}] the ephemeral {} outlived its session ({how:?} at {ended}): found by a check {call}..{ret}",
                         life.process, life.path
@@ -407,7 +422,7 @@ mod tests {
                 },
             ),
         ];
-        assert!(sequential_reads("/r", &ops, Some((0, 0))).is_empty());
+        assert!(sequential_reads("/r", &ops, &[], Some((0, 0))).is_empty());
     }
 
     #[test]
@@ -447,7 +462,7 @@ mod tests {
                 },
             ),
         ];
-        assert_eq!(sequential_reads("/r", &back, Some((0, 0))).len(), 1);
+        assert_eq!(sequential_reads("/r", &back, &[], Some((0, 0))).len(), 1);
         let own = vec![
             op(
                 0,
@@ -472,7 +487,7 @@ mod tests {
                 },
             ),
         ];
-        assert_eq!(sequential_reads("/r", &own, Some((0, 0))).len(), 1);
+        assert_eq!(sequential_reads("/r", &own, &[], Some((0, 0))).len(), 1);
         let invented = vec![op(
             0,
             1,
@@ -484,7 +499,10 @@ mod tests {
                 version: 3,
             },
         )];
-        assert_eq!(sequential_reads("/r", &invented, Some((0, 0))).len(), 1);
+        assert_eq!(
+            sequential_reads("/r", &invented, &[], Some((0, 0))).len(),
+            1
+        );
     }
 
     #[test]
@@ -521,7 +539,12 @@ mod tests {
         vanished.own_checks.push((At(30), At(40), false));
         assert_eq!(session_semantics(&[vanished]).len(), 1);
         let mut survived = life;
-        survived.later_checks.push((At(130), At(140), true));
+        // Seen after the grace: flagged (one seen within it is not).
+        survived.later_checks.push((At(200), At(300), true));
+        assert!(session_semantics(std::slice::from_ref(&survived)).is_empty());
+        survived
+            .later_checks
+            .push((At(2_000_000_000), At(2_100_000_000), true));
         assert_eq!(session_semantics(&[survived]).len(), 1);
     }
 

@@ -141,6 +141,14 @@ impl<I, O> Clone for Recorder<I, O> {
 #[must_use = "an invocation is completed with its outcome"]
 pub struct Pending {
     index: usize,
+    call: At,
+}
+
+impl Pending {
+    /// When the operation was invoked.
+    pub fn call(&self) -> At {
+        self.call
+    }
 }
 
 impl<I, O> Recorder<I, O> {
@@ -176,7 +184,7 @@ impl<I, O> Recorder<I, O> {
             input,
             output: None,
         });
-        Pending { index }
+        Pending { index, call }
     }
 
     /// Records the answer of an invocation, now. Also fixes the session id, which a worker

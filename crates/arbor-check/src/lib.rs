@@ -56,7 +56,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod chaos;
 pub mod checks;
+pub mod cluster;
 pub mod history;
 pub mod linearizability;
 pub mod models;
