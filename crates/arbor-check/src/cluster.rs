@@ -102,10 +102,13 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind(loopback(0))?
-        .local_addr()?
-        .port())
+/// A free loopback port; the listener is kept in `held` so that the next call cannot be
+/// given the same port (dropped once every port is chosen).
+fn free_port(held: &mut Vec<std::net::TcpListener>) -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind(loopback(0))?;
+    let port = listener.local_addr()?.port();
+    held.push(listener);
+    Ok(port)
 }
 
 /// A free port of [`ZOOKEEPER_PORTS`], starting the probe at `from` (wrapping).
@@ -148,9 +151,10 @@ impl Cluster {
         }
         let mut hint = ZOOKEEPER_PORTS.start + port_hint % 900;
         let mut nodes = BTreeMap::new();
+        let mut held = Vec::new();
         for id in 1..=count {
             let (client, peer_ports) = match target {
-                Target::Arbor { .. } => (0, (free_port()?, 0)),
+                Target::Arbor { .. } => (0, (free_port(&mut held)?, 0)),
                 Target::ZooKeeper => (
                     free_zookeeper_port(&mut hint)?,
                     (
@@ -170,6 +174,7 @@ impl Cluster {
                 },
             );
         }
+        drop(held);
         let mut links = BTreeMap::new();
         let mut routers = BTreeMap::new();
         let mut router_tasks = Vec::new();

@@ -113,7 +113,8 @@ impl fmt::Display for ZnodeOutput {
 }
 
 /// One znode. Exact: versions go up by one per write. Relaxed ([`Model::relaxed`]): versions
-/// may jump, and the negative answers (`BadVersion`, `NodeExists`, `NoNode`, a delete) are
+/// may jump, a successful `setData` is always allowed (what made it succeed may be left out),
+/// and the negative answers (`BadVersion`, `NodeExists`, `NoNode`, a delete) are
 /// always allowed — whichever operation caused them may be outside a witness.
 #[derive(Clone, Debug)]
 pub struct Znode {
@@ -183,6 +184,11 @@ impl Model for Znode {
                 Some((_, version)) if expected_matches(*expected, *version) => Some(None),
                 _ => Some(*state),
             },
+            // Relaxed: the create of the node, or writes that took it to the expected version,
+            // may be among the operations left out of a witness.
+            (ZnodeInput::Set { value, .. }, Some(Out::Written { version: new })) if relaxed => {
+                Some(Some((*value, *new)))
+            }
             (ZnodeInput::Set { value, expected }, Some(Out::Written { version: new })) => {
                 match state {
                     Some((_, version)) if expected_matches(*expected, *version) => {
@@ -625,6 +631,39 @@ mod tests {
         };
         // Deletes are always allowed in the relaxed model, so the witness keeps the create,
         // the delete and the read.
+        assert_eq!(violation.witness.len(), 3, "{violation:?}");
+    }
+
+    /// The witness `arbor-check chaos --nodes 3 --duration 30s --nemesis partition --seed 5
+    /// --broken-skip-sync` reported for /chaos/reg/k0: a follower served a read (no sync)
+    /// that missed a write acknowledged before the read began.
+    #[test]
+    fn stale_follower_read_from_the_broken_mode_is_flagged_with_its_witness() {
+        let ms = |ms: u64| ms * 1_000_000;
+        let history = vec![
+            op(
+                0,
+                ms(2790),
+                Some(ms(2876)),
+                set(12_884_901_960, None),
+                Some(ZnodeOutput::Written { version: 1 }),
+            ),
+            op(
+                1,
+                ms(4051),
+                Some(ms(4107)),
+                set(84, None),
+                Some(ZnodeOutput::Written { version: 2 }),
+            ),
+            op(2, ms(4108), Some(ms(4112)), READ, value(12_884_901_960, 1)),
+        ];
+        // The node existed before (created by an operation left out of the witness).
+        let Verdict::Violation(violation) =
+            check(&Znode::new(Some((7, 0))), &history, Budget::default())
+        else {
+            panic!("a stale read after a completed write must be flagged");
+        };
+        assert!(violation.minimal);
         assert_eq!(violation.witness.len(), 3, "{violation:?}");
     }
 
