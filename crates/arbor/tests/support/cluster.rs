@@ -45,6 +45,10 @@ use super::{WAIT_MAX, connect_with, connector, digest_id, ok, within};
 /// Bound on one four-letter-word exchange: a paused or dead node does not answer.
 pub const FOUR_LETTER_WAIT: Duration = Duration::from_secs(2);
 
+/// Attempts at starting a cluster whose freshly chosen ports get taken before the nodes bind
+/// them.
+const START_ATTEMPTS: u32 = 3;
+
 /// Lines of each node's log printed when a test fails, unless `ARBOR_CLUSTER_LOG_LINES` says
 /// otherwise.
 const LOG_TAIL_LINES: usize = 40;
@@ -163,7 +167,25 @@ impl Cluster {
 
     /// Starts the cluster `options` describes and waits until every node serves and all agree
     /// on a leader (and, with link control, until every peer link runs through its proxy).
-    pub async fn start_with(mut options: ClusterOptions) -> Cluster {
+    pub async fn start_with(options: ClusterOptions) -> Cluster {
+        for attempt in 1..=START_ATTEMPTS {
+            match Cluster::try_start(options.clone()).await {
+                Ok(cluster) => return cluster,
+                // A peer port is taken from the kernel and released before its node binds
+                // it; something else on the machine may grab it meanwhile. Start afresh.
+                Err(error) if error.contains("Address already in use") => eprintln!(
+                    "cluster start, attempt {attempt}: a port was taken meanwhile; again with \
+                     new ports"
+                ),
+                Err(error) => panic!("{error}"),
+            }
+        }
+        panic!("the cluster did not start in {START_ATTEMPTS} attempts: ports kept being taken");
+    }
+
+    /// One attempt at [`Cluster::start_with`]: `Err` with the node's log if one does not come
+    /// up (the nodes started so far go with the dropped cluster).
+    async fn try_start(mut options: ClusterOptions) -> Result<Cluster, String> {
         let dir = tempfile::tempdir().expect("a temporary directory for the cluster");
         let count = options.voters + options.observers;
         assert!(count >= 2, "a cluster has at least two members");
@@ -225,14 +247,14 @@ impl Cluster {
             routers,
         };
         for id in cluster.ids() {
-            cluster.spawn(id).await;
+            cluster.try_spawn(id).await?;
         }
         let all = cluster.ids();
         cluster.wait_for_leader(&all).await;
         if cluster.options.link_control {
             cluster.route_every_link().await;
         }
-        cluster
+        Ok(cluster)
     }
 
     /// Every node's id.
@@ -341,6 +363,13 @@ impl Cluster {
 
     /// Starts node `id` (its first run or a restart) and waits until it serves.
     async fn spawn(&mut self, id: u8) {
+        if let Err(error) = self.try_spawn(id).await {
+            panic!("{error}");
+        }
+    }
+
+    /// [`Cluster::spawn`], with a node that does not come up as an `Err` carrying its log.
+    async fn try_spawn(&mut self, id: u8) -> Result<(), String> {
         assert!(
             self.node(id).process.is_none(),
             "node {id} is already running"
@@ -378,13 +407,14 @@ impl Cluster {
             _ => None,
         };
         let Some(address) = address else {
-            panic!(
+            return Err(format!(
                 "node {id} did not say it serves (first line {line:?}); log:\n{}",
                 std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
+            ));
         };
         tokio::spawn(drain(reader));
         self.node_mut(id).client_address = address;
+        Ok(())
     }
 
     /// Link control: once the first leader has recorded the membership (its own entry being
