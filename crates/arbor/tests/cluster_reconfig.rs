@@ -145,8 +145,9 @@ async fn reconfig_removes_members_from_the_quorum_and_adds_one_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "arbor bug: a reconfig sent through a server it removes gets ConnectionLoss: the leader \
-            stops replicating to removed members before they learn the change committed (fails about half the runs)"]
+#[ignore = "arbor bug: a reconfig sent through a server it removes gets ConnectionLoss (about \
+            half the runs): the leader stops replicating to removed members before they learn \
+            that the change committed"]
 async fn a_reconfig_sent_through_a_server_it_removes_is_answered() {
     let options = ClusterOptions::voters(5).set("reconfig_enabled", true).set(
         "super_digest",
