@@ -96,19 +96,20 @@ pub struct Cluster {
     /// arbor: each node's router (what the membership names).
     routers: BTreeMap<NodeId, SocketAddr>,
     router_tasks: Vec<JoinHandle<()>>,
+    /// arbor: listeners holding each node's peer port until its first start.
+    reserved: BTreeMap<NodeId, std::net::TcpListener>,
 }
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// A free loopback port; the listener is kept in `held` so that the next call cannot be
-/// given the same port (dropped once every port is chosen).
-fn free_port(held: &mut Vec<std::net::TcpListener>) -> anyhow::Result<u16> {
+/// A free loopback port, and the listener that holds it until its node is about to bind it
+/// (so that neither a later probe nor a proxy can be given the same port).
+fn free_port() -> anyhow::Result<(u16, std::net::TcpListener)> {
     let listener = std::net::TcpListener::bind(loopback(0))?;
     let port = listener.local_addr()?.port();
-    held.push(listener);
-    Ok(port)
+    Ok((port, listener))
 }
 
 /// A free port of [`ZOOKEEPER_PORTS`], starting the probe at `from` (wrapping).
@@ -151,10 +152,14 @@ impl Cluster {
         }
         let mut hint = ZOOKEEPER_PORTS.start + port_hint % 900;
         let mut nodes = BTreeMap::new();
-        let mut held = Vec::new();
+        let mut reserved = BTreeMap::new();
         for id in 1..=count {
             let (client, peer_ports) = match target {
-                Target::Arbor { .. } => (0, (free_port(&mut held)?, 0)),
+                Target::Arbor { .. } => {
+                    let (port, listener) = free_port()?;
+                    reserved.insert(id, listener);
+                    (0, (port, 0))
+                }
                 Target::ZooKeeper => (
                     free_zookeeper_port(&mut hint)?,
                     (
@@ -174,7 +179,6 @@ impl Cluster {
                 },
             );
         }
-        drop(held);
         let mut links = BTreeMap::new();
         let mut routers = BTreeMap::new();
         let mut router_tasks = Vec::new();
@@ -204,6 +208,7 @@ impl Cluster {
             links,
             routers,
             router_tasks,
+            reserved,
         };
         for id in cluster.ids() {
             cluster.spawn(id).await?;
@@ -341,6 +346,8 @@ impl Cluster {
                 command
             }
         };
+        // Release the port this node binds only now.
+        drop(self.reserved.remove(&id));
         let mut child = command
             .stdin(Stdio::null())
             .stderr(log)

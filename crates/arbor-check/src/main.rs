@@ -55,7 +55,7 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Register keys.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 8)]
         keys: usize,
         /// Register workers.
         #[arg(long, default_value_t = 6)]
@@ -143,7 +143,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(chaos::run(options.clone())) {
+    // On SIGINT/SIGTERM the run is dropped, and with it the cluster: every server process
+    // is killed (they are not left behind).
+    let result = runtime.block_on(async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = chaos::run(options.clone()) => result,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = terminate.recv() => Err(anyhow::anyhow!("terminated")),
+        }
+    });
+    match result {
         Ok(outcome) if outcome.passed => ExitCode::SUCCESS,
         Ok(_) => {
             println!("replay: {}", chaos::replay_command(&options));
