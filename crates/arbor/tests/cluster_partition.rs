@@ -13,7 +13,7 @@
 
 mod support;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use support::cluster::{Cluster, ClusterOptions};
 use support::load::{Load, print_reports, verify_acknowledged};
@@ -71,7 +71,9 @@ async fn roaming_from(cluster: &Cluster, first: u8) -> (zk::Client, Vec<Proxy>) 
     (client, proxies)
 }
 
-async fn partition_under_load(cut: Cut) {
+/// Runs the scenario; returns, with a roaming client, how long it took to move to the
+/// majority (from the cut to its first write acknowledged there).
+async fn partition_under_load(cut: Cut) -> Option<Duration> {
     let cluster = Cluster::start_with(ClusterOptions::voters(3).link_control()).await;
     let ids = cluster.ids();
     let leader = cluster.wait_for_leader(&ids).await;
@@ -136,6 +138,7 @@ async fn partition_under_load(cut: Cut) {
         tokio::spawn(async move { syncer.sync("/load").await })
     };
     load.wait_progress(&majority_names, MAJORITY_WRITES).await;
+    let mut roam_moved = None;
     if roaming {
         let moved = load
             .wait_resumed(&["roam".to_owned()], cut_at)
@@ -146,6 +149,7 @@ async fn partition_under_load(cut: Cut) {
             "FIGURE partition_roaming_client_moved_ms={}",
             moved.as_millis()
         );
+        roam_moved = Some(moved);
     }
     let new_leader = cluster.wait_for_leader(&majority).await;
     let during = cluster.mntr_ok(new_leader).await;
@@ -224,11 +228,29 @@ async fn partition_under_load(cut: Cut) {
         present.len()
     );
     drop((setup, syncer, client_proxies, reports));
+    roam_moved
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_leader_makes_no_progress_while_the_majority_does_and_they_converge() {
     partition_under_load(Cut::IsolateLeader).await;
+}
+
+/// What "a short pause" allows a client of a cut-off server before it writes on the majority:
+/// the majority's election plus a reconnection.
+const ROAMING_MOVE_BOUND: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "arbor bug: a server without a leader takes a session back and holds its requests in \
+            silence, so the client moves on only after its ping timeout (4 s) in most runs"]
+async fn a_client_of_a_cut_off_leader_moves_to_the_majority_within_two_seconds() {
+    let moved = partition_under_load(Cut::IsolateLeader)
+        .await
+        .expect("a roaming client");
+    assert!(
+        moved < ROAMING_MOVE_BOUND,
+        "the client of the cut-off leader wrote on the majority only {moved:?} after the cut"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
