@@ -93,6 +93,42 @@ pub fn list_dir(dir: &Path) -> Result<DirListing, LogError> {
     Ok(listing)
 }
 
+/// How much of a doomed file one truncation frees (see [`remove_gradually`]).
+const REMOVE_STEP_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Removes a log file or snapshot without stalling the WAL: renames it to a temporary name
+/// (durably: from then on it is not part of the log, and a crash leaves a temporary that the
+/// next open removes), then frees its blocks a step at a time before unlinking it.
+///
+/// Why: unlinking a 150 MiB snapshot or a 64 MiB segment at once took 140-170 ms on ext4
+/// (measured with strace under `arbor bench`), inside one journal transaction; the WAL's
+/// fdatasync commits the journal, so it waited for the unlink and every write acknowledged
+/// meanwhile stalled. Each truncation step is a short transaction of its own.
+///
+/// # Errors
+/// [`LogError::Io`] when the rename or the directory sync fails; the file then stays where
+/// it was. Failures after the rename leave a temporary for the next open to remove.
+pub fn remove_gradually(dir: &Path, path: &Path) -> Result<(), LogError> {
+    let doomed = temporary_path(path);
+    fs::rename(path, &doomed).map_err(|error| LogError::io("rename doomed file", path, error))?;
+    sync_dir(dir)?;
+    let freed = OpenOptions::new()
+        .write(true)
+        .open(&doomed)
+        .and_then(|file| {
+            let mut len = file.metadata()?.len();
+            while len > REMOVE_STEP_BYTES {
+                len -= REMOVE_STEP_BYTES;
+                file.set_len(len)?;
+            }
+            Ok(())
+        });
+    if let Err(error) = freed {
+        tracing::debug!(%error, path = %doomed.display(), "could not shrink a doomed file");
+    }
+    fs::remove_file(&doomed).map_err(|error| LogError::io("remove doomed file", &doomed, error))
+}
+
 /// Makes the directory's entries (creations, renames, unlinks) durable.
 ///
 /// # Errors
@@ -211,6 +247,23 @@ pub fn install_segment(dir: &Path, prepared: PreparedSegment) -> Result<(PathBuf
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gradually_removed_file_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot = snapshot_path(dir.path(), 9);
+        let file = File::create(&snapshot).unwrap();
+        file.set_len(3 * REMOVE_STEP_BYTES + 5).unwrap();
+        drop(file);
+        remove_gradually(dir.path(), &snapshot).unwrap();
+        let listing = list_dir(dir.path()).unwrap();
+        assert!(listing.snapshots.is_empty());
+        assert!(listing.temporaries.is_empty());
+        assert!(!snapshot.exists());
+        // A file that is not there is an error, and nothing is created.
+        assert!(remove_gradually(dir.path(), &snapshot).is_err());
+        assert!(list_dir(dir.path()).unwrap().temporaries.is_empty());
+    }
 
     #[test]
     fn names_round_trip_and_others_are_ignored() {

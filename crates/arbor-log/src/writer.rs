@@ -171,9 +171,8 @@ fn housekeep(
                 // Oldest first, each unlink made durable before the next, so a crash leaves a
                 // contiguous run of segments.
                 for path in paths {
-                    let removed = fs::remove_file(&path)
-                        .map_err(|error| LogError::io("remove segment", &path, error))
-                        .and_then(|()| fsutil::sync_dir(dir));
+                    // Durably out of the log before the next one goes (see remove_gradually).
+                    let removed = fsutil::remove_gradually(dir, &path);
                     match removed {
                         Ok(()) => {
                             tracing::debug!(path = %path.display(), "removed compacted segment")
