@@ -738,21 +738,31 @@ fn free_port() -> SocketAddr {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        use std::io::Write as _;
         for router in &self.routers {
             router.abort();
         }
-        // The processes themselves go with their `Child` (kill_on_drop: SIGKILL, which also
-        // ends a stopped process).
+        // Every process is killed first (SIGKILL, which also ends a stopped one), before
+        // anything here can fail: their `Child`s would do it too, but not if the test process
+        // aborts on a panic in this destructor.
+        for node in self.nodes.values_mut() {
+            if let Some(child) = node.process.as_mut() {
+                let _ = child.start_kill();
+            }
+        }
         if std::thread::panicking() {
+            let wanted = std::env::var("ARBOR_CLUSTER_LOG_LINES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(LOG_TAIL_LINES);
             for &id in self.nodes.keys() {
                 let log = self.log(id);
                 let lines: Vec<&str> = log.lines().collect();
-                let wanted = std::env::var("ARBOR_CLUSTER_LOG_LINES")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(LOG_TAIL_LINES);
                 let tail = &lines[lines.len().saturating_sub(wanted)..];
-                eprintln!(
+                // Not `eprintln!`: it panics when stderr cannot be written (a full disk), and
+                // a panic while unwinding aborts the test process.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "===== node {id}: last {} log lines =====\n{}",
                     tail.len(),
                     tail.join("\n")
