@@ -489,6 +489,7 @@ pub fn resolve_queue(
             _ => {}
         }
     }
+    let attempted: BTreeSet<u64> = attempts.iter().map(|attempt| attempt.value).collect();
     let attempt_of: BTreeMap<(u32, At), u64> = attempts
         .iter()
         .map(|attempt| ((attempt.worker, attempt.call), attempt.value))
@@ -500,7 +501,8 @@ pub fn resolve_queue(
         if op.output.is_none() {
             match op.input {
                 QueueInput::Enqueue { value } => {
-                    if !observed.contains(&value) {
+                    // A dequeue attempt that read the item's node saw it too.
+                    if !observed.contains(&value) && !attempted.contains(&value) {
                         continue;
                     }
                     op.output = Some(QueueOutput::Enqueued);
@@ -746,7 +748,15 @@ pub async fn watch_worker(context: Context, logs: Arc<Mutex<Vec<WatchLog>>>, wor
             let reply = loop {
                 tokio::select! {
                     biased;
-                    event = watcher.changed() => seen.push(classify(&event, context.clock.now())),
+                    event = watcher.changed() => {
+                        let terminated = event.event_type == zk::EventType::Session
+                            && event.session_state.is_terminated();
+                        seen.push(classify(&event, context.clock.now()));
+                        if terminated {
+                            // The watcher panics if polled after its session's end.
+                            break Err(None);
+                        }
+                    }
                     // Any change of the session's state means it was disconnected meanwhile.
                     _ = states.changed() => seen.push(WatchSeen::Disconnected {
                         at: context.clock.now(),
