@@ -858,3 +858,93 @@ pub async fn final_register_reads(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Op;
+
+    fn op(
+        worker: u32,
+        call: u64,
+        input: QueueInput,
+        output: Option<QueueOutput>,
+    ) -> Op<QueueInput, QueueOutput> {
+        Op {
+            id: 0,
+            process: Process {
+                worker,
+                session_id: 1,
+            },
+            call: At(call),
+            ret: output.as_ref().map(|_| At(call + 5)),
+            input,
+            output,
+        }
+    }
+
+    #[test]
+    fn queue_resolution_follows_what_the_end_of_the_run_shows() {
+        let ops = vec![
+            // Seen by an indeterminate dequeue only: it was enqueued, and that dequeue took it.
+            op(0, 0, QueueInput::Enqueue { value: 1 }, None),
+            // Never seen: never enqueued.
+            op(0, 10, QueueInput::Enqueue { value: 2 }, None),
+            op(1, 20, QueueInput::Dequeue, None),
+            // Two attempts on one item: one at most took it.
+            op(
+                0,
+                25,
+                QueueInput::Enqueue { value: 3 },
+                Some(QueueOutput::Enqueued),
+            ),
+            op(1, 30, QueueInput::Dequeue, None),
+            op(2, 31, QueueInput::Dequeue, None),
+            op(3, 40, QueueInput::ReadAll, Some(QueueOutput::Items(vec![]))),
+        ];
+        let attempts = [
+            DequeueAttempt {
+                worker: 1,
+                call: At(20),
+                value: 1,
+            },
+            DequeueAttempt {
+                worker: 1,
+                call: At(30),
+                value: 3,
+            },
+            DequeueAttempt {
+                worker: 2,
+                call: At(31),
+                value: 3,
+            },
+        ];
+        let resolved = resolve_queue(ops, &attempts);
+        let outputs: Vec<(QueueInput, Option<QueueOutput>)> = resolved
+            .into_iter()
+            .map(|op| (op.input, op.output))
+            .collect();
+        assert_eq!(
+            outputs,
+            vec![
+                (
+                    QueueInput::Enqueue { value: 1 },
+                    Some(QueueOutput::Enqueued)
+                ),
+                (
+                    QueueInput::Dequeue,
+                    Some(QueueOutput::Dequeued { value: 1 })
+                ),
+                (
+                    QueueInput::Enqueue { value: 3 },
+                    Some(QueueOutput::Enqueued)
+                ),
+                (
+                    QueueInput::Dequeue,
+                    Some(QueueOutput::Dequeued { value: 3 })
+                ),
+                (QueueInput::ReadAll, Some(QueueOutput::Items(vec![]))),
+            ]
+        );
+    }
+}
