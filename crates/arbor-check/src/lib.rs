@@ -7,6 +7,12 @@
 //!   search cache (as porcupine), per key, reporting a minimal non-linearizable sub-history.
 //! - [`models`]: a znode as compare-and-set register with existence, unique sequential names,
 //!   a FIFO queue on sequential nodes.
+//! - [`checks`]: checkers for what is not a linearizable object (sequentially consistent
+//!   reads, lock holdings, session lifetimes, watch notifications).
+//! - [`cluster`]: a cluster of real `arbor` (or Apache ZooKeeper) processes on loopback with a
+//!   fault proxy on every directed peer link: kill, pause, cut `from → to`, heal.
+//! - [`chaos`]: the `arbor-check chaos` run: recording workloads, the seeded nemesis, the
+//!   checks and the report (see VERIFICATION.md at the repository root).
 //! - [`proxy`]: a loopback TCP proxy that passes, blackholes (each direction on its own),
 //!   delays, refuses or resets traffic on command, for partition tests of a Raft cluster (one
 //!   proxy per directed peer link) and for cutting a client's connection.
