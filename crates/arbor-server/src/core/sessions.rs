@@ -80,6 +80,32 @@ impl Core {
         }));
     }
 
+    /// A clustered server without a leader for an election timeout (time enough for a
+    /// healthy cluster to elect one) closes its read-write clients, as ZooKeeper's servers do
+    /// when they lose their leader, so that they move to a server of the majority instead of
+    /// waiting on one that may be cut off for good. Elections that finish in time cost
+    /// clients nothing; read-only clients stay.
+    fn release_clients_without_leader(&mut self) {
+        let election = u64::from(self.config.raft_tick_ms) * self.config.election_timeout_ticks;
+        let long_leaderless = self.config.is_clustered()
+            && self.leader.is_none()
+            && self
+                .leaderless_since
+                .is_some_and(|since| since.elapsed() >= Duration::from_millis(election));
+        if !long_leaderless {
+            return;
+        }
+        let stranded: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| !c.read_only)
+            .map(|(&id, _)| id)
+            .collect();
+        for connection in stranded {
+            self.close_connection(connection, "no leader for an election timeout");
+        }
+    }
+
     /// A quorum is back: read-only clients are sent off to find a read-write server.
     pub(super) fn close_read_only_connections(&mut self) {
         let read_only: Vec<ConnectionId> = self
@@ -137,6 +163,13 @@ impl Core {
         let read_only = request.read_only;
         if self.serving_read_only() {
             self.connect_read_only(connection, state, request, reply);
+            return;
+        }
+        if self.config.is_clustered() && self.leader.is_none() {
+            // Like a ZooKeeper server looking for a leader: a client taken in now could do
+            // nothing until one is found (or read-only mode starts), and a cut-off server may
+            // never find one; turned away, it tries the next server of its connect string.
+            let _ = reply.send(ConnectOutcome::Close("no leader known: try another server"));
             return;
         }
         if request.session_id != 0 {
@@ -254,6 +287,7 @@ impl Core {
         self.raft.tick();
         self.ticks += 1;
         self.report_touches();
+        self.release_clients_without_leader();
         if self
             .ticks
             .is_multiple_of(self.config.election_timeout_ticks.max(1))
