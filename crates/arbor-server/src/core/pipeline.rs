@@ -341,8 +341,15 @@ impl Core {
                 session_id,
                 xid,
                 received,
-                ..
+                close_after,
             } => {
+                if close_after && let Some(liveness) = self.sessions.get_mut(&session_id) {
+                    // A closeSession that will never be applied: the session lives on, and
+                    // its client may come back to it (zookeeper-client reconnects to finish
+                    // a close). Left marked, the session would be refused as expired here
+                    // while it lives everywhere else until its timeout.
+                    liveness.closing = false;
+                }
                 if code == ErrorCode::ConnectionLoss {
                     // A client learns of a lost request by losing its connection, as with
                     // ZooKeeper; it reconnects and keeps its session.

@@ -184,7 +184,16 @@ impl Core {
                 _ => false,
             };
             if !valid {
-                info!(%peer, session = %session_id, "session expired or bad password on reconnect");
+                let why = match (
+                    self.tree.session(session_id),
+                    self.sessions.get(&session_id),
+                ) {
+                    (None, _) => "not in the session table",
+                    (Some(_), None) => "no liveness record",
+                    (Some(_), Some(liveness)) if liveness.closing => "closing",
+                    (Some(_), Some(_)) => "bad password",
+                };
+                info!(%peer, session = %session_id, why, "session expired or bad password on reconnect");
                 let _ = reply.send(ConnectOutcome::Refused(ConnectResponse::refused(read_only)));
                 return;
             }
