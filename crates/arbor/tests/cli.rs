@@ -9,27 +9,19 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
+mod support;
+
+use support::cli::{CLI_TIMEOUT_MS, Run, arbor, cli, script};
+
 /// How long a test waits for a line the shell should print before calling it a hang.
 const LINE_WAIT_MAX: Duration = Duration::from_secs(30);
-
-/// Session timeout given to the shell: short enough that a broken test ends, long enough for a
-/// loaded machine.
-const CLI_TIMEOUT_MS: &str = "10000";
-
-fn arbor() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_arbor"));
-    // Stat dates are printed in the local zone, as zkCli does; pin it. Keep the client
-    // library's logs off whatever the caller's environment says.
-    command.env("TZ", "UTC").env_remove("RUST_LOG");
-    command
-}
 
 /// A running `arbor server`, killed when dropped.
 struct Server {
@@ -82,75 +74,6 @@ impl Drop for Server {
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
-}
-
-/// What one `arbor cli` run printed and how it exited.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(output: Output) -> Run {
-        Run {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-}
-
-impl Run {
-    /// Asserts success with nothing on stderr and returns stdout.
-    fn ok(self) -> String {
-        assert_eq!((self.code, self.stderr.as_str()), (Some(0), ""), "{self:?}");
-        self.stdout
-    }
-
-    /// Asserts failure with exit code `code`, nothing on stdout and exactly the one line
-    /// `message` on stderr.
-    fn fails(self, code: i32, message: &str) {
-        assert_eq!(self.code, Some(code), "{self:?}");
-        assert_eq!(self.stdout, "", "{self:?}");
-        assert_eq!(self.stderr, format!("{message}\n"), "{self:?}");
-    }
-}
-
-/// `arbor cli -server ADDRESS -c COMMAND`.
-fn cli(address: &str, command: &str) -> Run {
-    arbor()
-        .args([
-            "cli",
-            "-server",
-            address,
-            "--timeout",
-            CLI_TIMEOUT_MS,
-            "-c",
-            command,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("arbor cli runs")
-        .into()
-}
-
-/// The interactive shell fed `lines` on a pipe, to end of input.
-fn script(address: &str, lines: &[&str]) -> Run {
-    let mut process = arbor()
-        .args(["cli", "-server", address, "--timeout", CLI_TIMEOUT_MS])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("arbor cli starts");
-    if let Some(mut stdin) = process.stdin.take() {
-        for line in lines {
-            writeln!(stdin, "{line}").expect("write to the shell");
-        }
-    }
-    process.wait_with_output().expect("arbor cli ends").into()
 }
 
 /// The names of the eleven lines of zkCli's stat block, in order.

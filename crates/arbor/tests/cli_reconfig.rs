@@ -4,72 +4,8 @@
 
 mod support;
 
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
-
+use support::cli::{cli, script};
 use support::cluster::{Cluster, ClusterOptions, SUPER_PASSWORD};
-
-/// How long the shell waits to connect, in ms.
-const CLI_TIMEOUT_MS: &str = "10000";
-
-/// What one `arbor cli` run printed.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(output: Output) -> Run {
-        Run {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-}
-
-fn arbor() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_arbor"));
-    command.env("TZ", "UTC").env_remove("RUST_LOG");
-    command
-}
-
-/// `arbor cli -server ADDRESS -c COMMAND`.
-fn cli(address: &str, command: &str) -> Run {
-    arbor()
-        .args([
-            "cli",
-            "-server",
-            address,
-            "--timeout",
-            CLI_TIMEOUT_MS,
-            "-c",
-            command,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("arbor cli runs")
-        .into()
-}
-
-/// The interactive shell fed `lines` on a pipe, to end of input.
-fn script(address: &str, lines: &[&str]) -> Run {
-    let mut process = arbor()
-        .args(["cli", "-server", address, "--timeout", CLI_TIMEOUT_MS])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("arbor cli starts");
-    if let Some(mut stdin) = process.stdin.take() {
-        for line in lines {
-            writeln!(stdin, "{line}").expect("write to the shell");
-        }
-    }
-    process.wait_with_output().expect("arbor cli ends").into()
-}
 
 /// The `server.N=` lines of a config text.
 fn server_lines(text: &str) -> Vec<&str> {

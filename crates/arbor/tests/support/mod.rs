@@ -11,6 +11,7 @@
 // Each test binary uses part of the harness; the rest would be reported as dead code.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod cluster;
 pub mod load;
 pub mod proxy;
