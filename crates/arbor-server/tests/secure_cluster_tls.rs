@@ -10,7 +10,8 @@ use std::time::Duration;
 use arbor_proto::{Acl, CreateRequest, GetDataRequest, Reader, Request, SyncRequest};
 use arbor_server::{Server, ServerConfig};
 use bytes::Bytes;
-use support::{Pki, session, within};
+use support::{Conn, Pki, open_tcp, within};
+use tokio::net::TcpStream;
 
 /// A loopback port nobody listens on (bound once by the OS, then released).
 fn free_address() -> SocketAddr {
@@ -70,7 +71,7 @@ async fn a_cluster_replicates_over_tls_between_servers() {
         .map(|started| started.unwrap_or_else(|error| panic!("server start: {error}")))
         .collect();
 
-    let mut writer = session(servers[0].local_address()).await;
+    let mut writer = session_once_led(servers[0].local_address()).await;
     let create = Request::Create(CreateRequest {
         path: "/over-tls".into(),
         data: Some(Bytes::from_static(b"replicated")),
@@ -87,7 +88,7 @@ async fn a_cluster_replicates_over_tls_between_servers() {
         }
     })
     .await;
-    let mut reader = session(servers[2].local_address()).await;
+    let mut reader = session_once_led(servers[2].local_address()).await;
     let sync = Request::Sync(SyncRequest {
         path: "/over-tls".into(),
     });
@@ -117,4 +118,19 @@ async fn futures_join<A, B, C>(
     c: impl std::future::Future<Output = C>,
 ) -> (A, B, C) {
     tokio::join!(a, b, c)
+}
+
+/// A new session on `address` once its server knows a leader: until then a clustered server
+/// turns clients away (as a ZooKeeper server looking for a leader does).
+async fn session_once_led(address: SocketAddr) -> Conn<TcpStream> {
+    within("a server with a leader to take a session", async {
+        loop {
+            let mut conn = open_tcp(address).await;
+            if conn.handshake().await {
+                return conn;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
 }
