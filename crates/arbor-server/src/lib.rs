@@ -119,7 +119,9 @@ impl Server {
         // Security settings are checked before anything else starts, so a bad keystore or
         // JAAS file is one clear error at start-up.
         let tls = match config.secure_client_address {
-            Some(_) => Some(Arc::new(tls::ReloadingAcceptor::new(config.tls.clone())?)),
+            Some(_) => Some(Arc::new(tls::ReloadingAcceptor::for_clients(
+                config.tls.clone(),
+            )?)),
             None => None,
         };
         let sasl_users = match &config.sasl_jaas_file {

@@ -75,54 +75,76 @@ pub enum TlsError {
 
 /// The store files' bytes a configuration was built from.
 #[derive(PartialEq, Eq)]
-struct StoreBytes {
+pub(crate) struct StoreBytes {
     key: Vec<u8>,
     trust: Option<Vec<u8>>,
 }
 
-struct Loaded {
-    bytes: StoreBytes,
-    acceptor: TlsAcceptor,
+/// A TLS configuration built from store files, rebuilt when their bytes change.
+///
+/// Used for the secure client port ([`ReloadingAcceptor`]) and for peer connections
+/// ([`crate::peer::PeerTls`]): both read the files again at each new connection (a few
+/// kilobytes; peer connections are rare and client connects are cheap next to a handshake).
+pub(crate) struct Reloading<T> {
+    settings: TlsConfig,
+    build: fn(&TlsConfig, &StoreBytes) -> Result<T, TlsError>,
+    /// What the configuration is for, in log lines.
+    what: &'static str,
+    loaded: Mutex<(StoreBytes, T)>,
 }
 
-/// A TLS acceptor that follows changes of its store files.
-pub(crate) struct ReloadingAcceptor {
-    settings: TlsConfig,
-    loaded: Mutex<Loaded>,
+impl<T: Clone> Reloading<T> {
+    /// Loads the stores once and builds the first configuration.
+    ///
+    /// # Errors
+    /// [`TlsError`] when the settings are incomplete or a store does not load.
+    fn new(
+        settings: TlsConfig,
+        build: fn(&TlsConfig, &StoreBytes) -> Result<T, TlsError>,
+        what: &'static str,
+    ) -> Result<Reloading<T>, TlsError> {
+        let bytes = read_stores(&settings)?;
+        let built = build(&settings, &bytes)?;
+        Ok(Reloading {
+            settings,
+            build,
+            what,
+            loaded: Mutex::new((bytes, built)),
+        })
+    }
+
+    /// The configuration for a new connection, rebuilt first if the store files changed.
+    pub(crate) fn current(&self) -> T {
+        let fresh = read_stores(&self.settings);
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        let what = self.what;
+        match fresh {
+            Ok(bytes) if bytes != loaded.0 => match (self.build)(&self.settings, &bytes) {
+                Ok(built) => {
+                    info!(what, "TLS key or trust store changed: reloaded");
+                    *loaded = (bytes, built);
+                }
+                Err(error) => {
+                    warn!(what, %error, "TLS stores changed but do not load; keeping the previous ones");
+                }
+            },
+            Ok(_) => {}
+            Err(error) => warn!(what, %error, "TLS stores unreadable; keeping the previous ones"),
+        }
+        loaded.1.clone()
+    }
 }
+
+/// A TLS acceptor for the secure client port that follows changes of its store files.
+pub(crate) type ReloadingAcceptor = Reloading<TlsAcceptor>;
 
 impl ReloadingAcceptor {
     /// Loads the stores once.
     ///
     /// # Errors
     /// [`TlsError`] when the settings are incomplete or a store does not load.
-    pub(crate) fn new(settings: TlsConfig) -> Result<ReloadingAcceptor, TlsError> {
-        let bytes = read_stores(&settings)?;
-        let acceptor = build_acceptor(&settings, &bytes)?;
-        Ok(ReloadingAcceptor {
-            settings,
-            loaded: Mutex::new(Loaded { bytes, acceptor }),
-        })
-    }
-
-    /// The acceptor for a new connection, rebuilt first if the store files changed.
-    pub(crate) fn current(&self) -> TlsAcceptor {
-        let fresh = read_stores(&self.settings);
-        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
-        match fresh {
-            Ok(bytes) if bytes != loaded.bytes => match build_acceptor(&self.settings, &bytes) {
-                Ok(acceptor) => {
-                    info!("TLS key or trust store changed: reloaded");
-                    *loaded = Loaded { bytes, acceptor };
-                }
-                Err(error) => {
-                    warn!(%error, "TLS stores changed but do not load; keeping the previous ones");
-                }
-            },
-            Ok(_) => {}
-            Err(error) => warn!(%error, "TLS stores unreadable; keeping the previous ones"),
-        }
-        loaded.acceptor.clone()
+    pub(crate) fn for_clients(settings: TlsConfig) -> Result<ReloadingAcceptor, TlsError> {
+        Reloading::new(settings, build_acceptor, "client port")
     }
 }
 
@@ -188,20 +210,30 @@ fn build_acceptor(settings: &TlsConfig, bytes: &StoreBytes) -> Result<TlsAccepto
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The rustls configurations of peer connections: one for accepted connections, one for
+/// dialed ones.
+pub(crate) type PeerConfigs = (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>);
+
 /// The TLS configurations of the peer transport (ZooKeeper's `sslQuorum` with the
 /// `ssl.quorum.*` stores): mutual TLS, each side presenting the key store's certificate and
-/// checking the other's against the trust store. Loaded once at start (no reload: peer
-/// connections are long-lived).
+/// checking the other's against the trust store. Reloaded like the client port's: each new
+/// peer connection (accepted or dialed) reads the stores again, so a rotated certificate is
+/// used from the next reconnect on while established connections keep theirs (as
+/// ZooKeeper's `sslQuorumReloadCertFiles` does).
 ///
 /// # Errors
 /// [`TlsError`] when a store is missing or does not load.
 pub(crate) fn peer_tls(settings: &TlsConfig) -> Result<crate::peer::PeerTls, TlsError> {
-    let bytes = read_stores(settings)?;
+    let reloading = Reloading::new(settings.clone(), build_peer_configs, "peer connections")?;
+    Ok(crate::peer::PeerTls::reloading(Arc::new(reloading)))
+}
+
+fn build_peer_configs(settings: &TlsConfig, bytes: &StoreBytes) -> Result<PeerConfigs, TlsError> {
     let key_store = settings
         .key_store
         .as_ref()
         .ok_or_else(|| TlsError::Settings("sslQuorum needs ssl.quorum.keyStore.location".into()))?;
-    let roots = trusted(settings, &bytes)?;
+    let roots = trusted(settings, bytes)?;
     if roots.is_empty() {
         return Err(TlsError::Settings(
             "sslQuorum needs ssl.quorum.trustStore.location: servers check each other's \
@@ -230,10 +262,7 @@ pub(crate) fn peer_tls(settings: &TlsConfig) -> Result<crate::peer::PeerTls, Tls
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(server_verifier))
         .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
-    Ok(crate::peer::PeerTls::new(
-        Arc::new(server),
-        Arc::new(client),
-    ))
+    Ok((Arc::new(server), Arc::new(client)))
 }
 
 /// The server's chain and signing key. Built here rather than by rustls'
@@ -279,7 +308,7 @@ mod tests {
 
     #[test]
     fn missing_key_store_is_a_clear_error() {
-        let error = ReloadingAcceptor::new(TlsConfig::default())
+        let error = ReloadingAcceptor::for_clients(TlsConfig::default())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

@@ -1,6 +1,7 @@
 //! TLS between servers: peer networks built from PEM key and trust stores exchange messages
 //! over mutual TLS, and a node whose certificate the others do not trust cannot reach them
-//! (its dial fails with a TLS error, and nothing it sends is delivered).
+//! (its dial fails with a TLS error, and nothing it sends is delivered); certificates and trust
+//! stores rotated on disk are used from the next connection on, without a restart.
 
 mod support;
 
@@ -15,12 +16,63 @@ use support::{Pki, within};
 use tokio::sync::mpsc;
 
 fn tls(pki: &Pki, node: &str, trust: &str) -> PeerTls {
+    tls_files(
+        pki,
+        &format!("{node}-bundle.pem"),
+        &format!("{trust}-ca.pem"),
+    )
+}
+
+/// Peer TLS from a key store file and a trust store file of the PKI's directory.
+fn tls_files(pki: &Pki, key_store: &str, trust_store: &str) -> PeerTls {
     PeerTls::from_config(&TlsConfig {
-        key_store: Some(StoreLocation::new(pki.path(&format!("{node}-bundle.pem")))),
-        trust_store: Some(StoreLocation::new(pki.path(&format!("{trust}-ca.pem")))),
+        key_store: Some(StoreLocation::new(pki.path(key_store))),
+        trust_store: Some(StoreLocation::new(pki.path(trust_store))),
         client_auth: ClientAuth::Need,
     })
-    .unwrap_or_else(|error| panic!("peer TLS for {node}: {error}"))
+    .unwrap_or_else(|error| panic!("peer TLS from {key_store}: {error}"))
+}
+
+/// Waits until `network`'s last dial to `peer` failed in the TLS handshake (`tls_only`), or
+/// failed at all: under TLS 1.3 a dialer whose certificate the acceptor refuses finishes its
+/// side of the handshake and learns of the refusal only when the connection drops.
+async fn dial_fails(network: &PeerNetwork, peer: u64, tls_only: bool) {
+    within("the dial to fail", async {
+        loop {
+            let stats = network.peer_stats(peer).expect("stats for the peer");
+            match stats.last_connect_error {
+                Some(ConnectError::Tls { .. }) => return,
+                Some(_) if !tls_only => return,
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// Sends `payload` from `network` to `peer` until it arrives in `inbox` (messages queued on a
+/// link that is down may be dropped when the dial fails).
+async fn delivered(
+    network: &PeerNetwork,
+    peer: u64,
+    inbox: &mut mpsc::Receiver<(u64, Bytes)>,
+    payload: &'static [u8],
+) -> u64 {
+    within("a message to get through", async {
+        loop {
+            network
+                .send(peer, Bytes::from_static(payload))
+                .expect("queued");
+            if let Ok(Some((from, got))) =
+                tokio::time::timeout(Duration::from_millis(100), inbox.recv()).await
+                && &got[..] == payload
+            {
+                return from;
+            }
+        }
+    })
+    .await
 }
 
 async fn start(
@@ -89,16 +141,7 @@ async fn peers_exchange_messages_over_mutual_tls_and_refuse_untrusted_ones() {
     node3
         .send(2, Bytes::from_static(b"from an untrusted node"))
         .expect("queued");
-    within("node 3's dial to fail in TLS", async {
-        loop {
-            let stats = node3.peer_stats(2).expect("stats for peer 2");
-            if let Some(ConnectError::Tls { .. }) = stats.last_connect_error {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    dial_fails(&node3, 2, true).await;
     // Nothing from node 3 arrived; node 1's link still works.
     node1
         .send(2, Bytes::from_static(b"still fine"))
@@ -109,5 +152,75 @@ async fn peers_exchange_messages_over_mutual_tls_and_refuse_untrusted_ones() {
     assert_eq!((from, &payload[..]), (1, &b"still fine"[..]));
     node3.shutdown().await;
     node1.shutdown().await;
+    node2.shutdown().await;
+}
+
+/// Rotation on both ends of a link, as an operator renews certificates: the dialer's key and
+/// trust store files are replaced (its next dial presents the new certificate), and the
+/// acceptor's trust store gains a CA (its next accept trusts it). Neither node restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_peer_certificates_take_effect_without_restart() {
+    let certs = tempfile::tempdir().expect("a directory");
+    let pki = pki(certs.path());
+    let copy = |from: &str, to: &str| {
+        std::fs::copy(pki.path(from), pki.path(to)).expect("copy a store file");
+    };
+    std::fs::write(
+        certs.path().join("node4.ext"),
+        "extendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .expect("ext");
+    pki.issue_with("quorum", "node4", "/CN=node4");
+
+    // Node 2 trusts the quorum CA through a file it will later extend.
+    copy("quorum-ca.pem", "node2-trust.pem");
+    let (node2, mut inbox2) = start(
+        2,
+        BTreeMap::new(),
+        tls_files(&pki, "node2-bundle.pem", "node2-trust.pem"),
+    )
+    .await;
+    let peers = BTreeMap::from([(2, node2.local_address())]);
+
+    // The dialer's side: node 3 starts with a certificate of the rogue CA and trusts only it.
+    copy("node3-bundle.pem", "node3-live-bundle.pem");
+    copy("rogue-ca.pem", "node3-live-trust.pem");
+    let (node3, _inbox3) = start(
+        3,
+        peers.clone(),
+        tls_files(&pki, "node3-live-bundle.pem", "node3-live-trust.pem"),
+    )
+    .await;
+    node3
+        .send(2, Bytes::from_static(b"before the rotation"))
+        .expect("queued");
+    dial_fails(&node3, 2, true).await;
+    // An operator installs a quorum-issued certificate and the quorum CA for node 3.
+    copy("node4-bundle.pem", "node3-live-bundle.pem");
+    copy("quorum-ca.pem", "node3-live-trust.pem");
+    let from = delivered(&node3, 2, &mut inbox2, b"after node 3's rotation").await;
+    assert_eq!(from, 3);
+
+    // The acceptor's side: node 5 holds the rogue-issued certificate and trusts both CAs;
+    // node 2 refuses it until its trust store also holds the rogue CA.
+    let mut both = std::fs::read(pki.path("quorum-ca.pem")).expect("CA");
+    both.extend(std::fs::read(pki.path("rogue-ca.pem")).expect("CA"));
+    std::fs::write(pki.path("both-ca.pem"), &both).expect("a two-CA trust store");
+    let (node5, _inbox5) = start(5, peers, tls(&pki, "node3", "both")).await;
+    node5
+        .send(2, Bytes::from_static(b"before node 2's rotation"))
+        .expect("queued");
+    dial_fails(&node5, 2, false).await;
+    // A trust store that does not load is logged and ignored: node 2 keeps its last good one
+    // (node 3's established link is unaffected, and node 5 is still refused).
+    std::fs::write(pki.path("node2-trust.pem"), b"not a certificate").expect("garbage");
+    let from = delivered(&node3, 2, &mut inbox2, b"with a broken trust file").await;
+    assert_eq!(from, 3);
+    std::fs::write(pki.path("node2-trust.pem"), &both).expect("node 2's new trust store");
+    let from = delivered(&node5, 2, &mut inbox2, b"after node 2's rotation").await;
+    assert_eq!(from, 5);
+
+    node5.shutdown().await;
+    node3.shutdown().await;
     node2.shutdown().await;
 }
