@@ -352,3 +352,86 @@ fn encode(message: Outbound, buffer: &mut Vec<u8>) -> bool {
         Outbound::Close => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arbor_proto::GetDataRequest;
+    use std::time::Duration;
+    use tokio::sync::mpsc::error::TryRecvError;
+
+    /// Runs every other task of this (paused-clock) runtime until all are idle: tokio moves a
+    /// paused clock forward only when nothing else can run.
+    async fn settle() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    fn next_xid(core: &mut mpsc::Receiver<CoreMessage>) -> Option<i32> {
+        match core.try_recv() {
+            Ok(CoreMessage::Request { xid, .. }) => Some(xid),
+            Ok(_) => panic!("a request was expected"),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+        }
+    }
+
+    /// `requests_inflight_per_connection_max`: with N requests unanswered the reader stops
+    /// taking frames from the socket (they stay in the kernel's buffer, so a flooding client
+    /// cannot grow the server's memory), and takes exactly one more per answer, in order.
+    #[tokio::test(start_paused = true)]
+    async fn past_the_in_flight_limit_the_reader_waits_for_answers() {
+        const LIMIT: usize = 4;
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (read_half, _write_half) = tokio::io::split(server);
+        let permits = Arc::new(Semaphore::new(LIMIT));
+        let reader = ConnectionReader {
+            read_half,
+            buffer: BytesMut::new(),
+            connection: 7,
+            frame_max: 1 << 20,
+            permits: permits.clone(),
+            sasl: None,
+        };
+        let (core_tx, mut core) = mpsc::channel(1024);
+        let closer = CancellationToken::new();
+        let loop_closer = closer.clone();
+        let task = tokio::spawn(async move { read_loop(reader, &core_tx, &loop_closer).await });
+
+        let mut frames = Vec::new();
+        for xid in 1..=10 {
+            let request = Request::GetData(GetDataRequest {
+                path: "/x".into(),
+                watch: false,
+            });
+            write_frame(&mut frames, |payload| {
+                request.encode_with_header(xid, payload)
+            });
+        }
+        let (_client_read, mut client_write) = tokio::io::split(client);
+        client_write
+            .write_all(&frames)
+            .await
+            .expect("in-memory write");
+        settle().await;
+
+        let first: Vec<_> = std::iter::from_fn(|| next_xid(&mut core)).collect();
+        assert_eq!(
+            first,
+            vec![1, 2, 3, 4],
+            "only the limit's worth reaches the core"
+        );
+        // The core answers one (what core/replies.rs does per reply): one more comes in.
+        permits.add_permits(1);
+        settle().await;
+        assert_eq!(next_xid(&mut core), Some(5));
+        assert_eq!(next_xid(&mut core), None, "one answer lets one request in");
+        permits.add_permits(LIMIT);
+        settle().await;
+        let rest: Vec<_> = std::iter::from_fn(|| next_xid(&mut core)).collect();
+        assert_eq!(rest, vec![6, 7, 8, 9]);
+
+        // Closing the connection ends a reader that is waiting for a permit.
+        closer.cancel();
+        let outcome = task.await.expect("the reader task");
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+}
