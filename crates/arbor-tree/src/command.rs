@@ -66,7 +66,8 @@ impl Txn {
 /// never reorder (the same holds for [`WriteRequest`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Opens a session. The id and the 16-byte password are minted by the server and logged.
+    /// Opens a session. The id and the 16-byte password are minted by the server and logged;
+    /// the entry's origin becomes the session's owner.
     CreateSession {
         /// The new session's id (server id in the top byte).
         session_id: SessionId,
@@ -83,7 +84,8 @@ pub enum Command {
     },
     /// A client write.
     Request {
-        /// The requesting session; apply answers SessionExpired if it does not exist.
+        /// The requesting session; apply answers SessionExpired if it does not exist, and
+        /// SessionMoved if another server than the entry's origin owns it.
         session_id: SessionId,
         /// The connection's authenticated ids, stamped by the server (auth is per
         /// connection, not replicated), e.g. `[ip:127.0.0.1, digest:bob:hash]`.
@@ -111,6 +113,17 @@ pub enum Command {
     SetClusterConfig {
         /// The `server.N=` lines.
         members: String,
+    },
+    /// The session's client reconnected to the server this entry comes from (its origin, see
+    /// [`DataTree::apply_from`](crate::DataTree::apply_from)), which becomes the session's
+    /// owner: from here on in log order, writes that another server sends for the session
+    /// are refused with SessionMoved. ZooKeeper's leader does the same when a follower
+    /// revalidates a session (`Learner.revalidate`, `SessionTracker.setOwner`); logging it
+    /// orders the move with the writes, so which writes are refused is the same everywhere.
+    /// SessionExpired if the session is gone.
+    MoveSession {
+        /// The session.
+        session_id: SessionId,
     },
 }
 

@@ -71,7 +71,7 @@ pub use cluster_config::{
 pub use command::{Applied, Command, Txn, TxnError, WatchTrigger, WriteRequest};
 pub use config::TreeConfig;
 pub use quota::{QuotaExcess, QuotaKind};
-pub use session::Session;
+pub use session::{ServerId, Session};
 pub use snapshot::{
     CorruptReason, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_RECORD_BYTES_MAX, SnapshotError,
 };

@@ -234,8 +234,7 @@ pub(crate) fn create_session(
     state: &mut State,
     config: &TreeConfig,
     session_id: SessionId,
-    timeout_ms: i32,
-    password: &[u8],
+    session: crate::session::Session,
 ) -> Result<(), ErrorCode> {
     if !crate::ephemeral::is_valid_session_owner(session_id, config.extended_types_enabled) {
         return Err(ErrorCode::BadArguments);
@@ -244,10 +243,7 @@ pub(crate) fn create_session(
         // The server minted a duplicate: refuse rather than merge two sessions.
         return Err(ErrorCode::RuntimeInconsistency);
     }
-    state.sessions.insert(
-        session_id,
-        crate::session::Session::new(timeout_ms, password),
-    );
+    state.sessions.insert(session_id, session);
     Ok(())
 }
 

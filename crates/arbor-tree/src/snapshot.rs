@@ -3,11 +3,11 @@
 //! Layout (all integers little-endian):
 //!
 //! ```text
-//! magic "ARBORTRE" | format version u32
+//! magic "ARBORTRE" | format version u32 (2; version 1 is still read)
 //! frames: length u32 | postcard record
 //!   header   { last_applied_zxid, extended_types_enabled, acl_next_id, counts }
 //!   acl      × acl_count       { id, list }
-//!   session  × session_count   { id, timeout, password }
+//!   session  × session_count   { id, timeout, password, owner }   (version 1: no owner)
 //!   quota    × quota_count     { path }   (paths under quota, ZooKeeper's quota trie)
 //!   node     × node_count      { parent, name, data, stat fields, acl id }, in key order
 //! crc32c u32 of every byte before it
@@ -31,13 +31,16 @@ use crate::config::TreeConfig;
 use crate::ephemeral::EphemeralType;
 use crate::node::{KeyRef, NodeKey, Znode, stored_data};
 use crate::path::java_length;
-use crate::session::Session;
+use crate::session::{ServerId, Session};
 use crate::state::State;
 use crate::tree::DataTree;
 
 const MAGIC: [u8; 8] = *b"ARBORTRE";
-/// The snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// The snapshot format this build writes. It also reads version 1, whose session records
+/// have no owner (its sessions load with none recorded).
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// The oldest snapshot format this build reads.
+const SNAPSHOT_FORMAT_VERSION_MIN: u32 = 1;
 /// Largest record a reader accepts: a node's data plus its path, with room for data well
 /// above ZooKeeper's default 1 MiB `jute.maxbuffer`.
 pub const SNAPSHOT_RECORD_BYTES_MAX: u32 = 256 << 20;
@@ -200,6 +203,27 @@ struct SessionRecord<'a> {
     timeout_ms: i32,
     #[serde(borrow)]
     password: RawBytes<'a>,
+    owner: Option<u64>,
+}
+
+/// A session record of format version 1, before sessions had owners.
+#[derive(Deserialize)]
+struct SessionRecordV1<'a> {
+    session_id: i64,
+    timeout_ms: i32,
+    #[serde(borrow)]
+    password: RawBytes<'a>,
+}
+
+impl<'a> From<SessionRecordV1<'a>> for SessionRecord<'a> {
+    fn from(record: SessionRecordV1<'a>) -> SessionRecord<'a> {
+        SessionRecord {
+            session_id: record.session_id,
+            timeout_ms: record.timeout_ms,
+            password: record.password,
+            owner: None,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -361,6 +385,7 @@ impl DataTree {
                 session_id: session_id.0,
                 timeout_ms: session.timeout_ms(),
                 password: RawBytes(session.password()),
+                owner: session.owner().map(|owner| owner.0),
             };
             write_record(&mut out, &mut scratch, &record)?;
         }
@@ -413,7 +438,7 @@ impl DataTree {
             return Err(SnapshotError::BadMagic { found: magic });
         }
         let version = read_u32(&mut input)?;
-        if version != SNAPSHOT_FORMAT_VERSION {
+        if !(SNAPSHOT_FORMAT_VERSION_MIN..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion {
                 found: version,
                 supported: SNAPSHOT_FORMAT_VERSION,
@@ -444,7 +469,12 @@ impl DataTree {
         }
         for _ in 0..header.session_count {
             loader.record += 1;
-            let session: SessionRecord<'_> = read_record(&mut input, &mut buffer, loader.record)?;
+            let session: SessionRecord<'_> = if version == 1 {
+                read_record::<_, SessionRecordV1<'_>>(&mut input, &mut buffer, loader.record)?
+                    .into()
+            } else {
+                read_record(&mut input, &mut buffer, loader.record)?
+            };
             loader.add_session(&session)?;
         }
         for _ in 0..header.quota_count {
@@ -496,7 +526,8 @@ impl Loader {
         if self.state.sessions.contains_key(&session_id) {
             return Err(self.corrupt(CorruptReason::DuplicateSession { session_id }));
         }
-        let session = Session::new(record.timeout_ms, record.password.0);
+        let owner = record.owner.map(ServerId);
+        let session = Session::new(record.timeout_ms, record.password.0, owner);
         self.state.sessions.insert(session_id, session);
         Ok(())
     }

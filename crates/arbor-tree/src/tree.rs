@@ -11,7 +11,7 @@ use crate::command::{Applied, Command, Txn, WriteRequest};
 use crate::config::TreeConfig;
 use crate::multi::{apply_multi, create_args, ttl_create_args};
 use crate::ops::{self, CreateKind, Env, Outcome};
-use crate::session::Session;
+use crate::session::{ServerId, Session};
 use crate::state::State;
 
 /// ZooKeeper's config node, readable by anyone and writable by no one but super
@@ -79,18 +79,38 @@ impl DataTree {
     /// # Panics
     /// If `zxid` is not greater than [`DataTree::last_applied_zxid`]: every txn has its own
     /// zxid, applied in log order.
+    ///
+    /// The txn's origin is not known here: sessions it creates get no owner, and no write is
+    /// refused as SessionMoved (see [`DataTree::apply_from`]). For tools and tests, and for
+    /// entries no client asked for.
     pub fn apply(&mut self, zxid: Zxid, txn: &Txn) -> Applied {
+        self.apply_at(zxid, None, txn)
+    }
+
+    /// Applies one committed txn at `zxid` that server `origin` proposed for its client (the
+    /// server that holds the client's connection): as [`DataTree::apply`], and the session
+    /// a `CreateSession` or `MoveSession` names is owned by `origin` from here on, while a
+    /// client write for a session another server owns is refused with SessionMoved. The
+    /// origin is part of the log entry, so every replica refuses the same writes.
+    ///
+    /// # Panics
+    /// As [`DataTree::apply`].
+    pub fn apply_from(&mut self, zxid: Zxid, origin: ServerId, txn: &Txn) -> Applied {
+        self.apply_at(zxid, Some(origin), txn)
+    }
+
+    fn apply_at(&mut self, zxid: Zxid, origin: Option<ServerId>, txn: &Txn) -> Applied {
         assert!(
             zxid > self.last_applied_zxid,
             "apply of zxid {zxid} after {}: zxids must increase",
             self.last_applied_zxid
         );
-        let applied = self.apply_command(zxid.0, txn);
+        let applied = self.apply_command(zxid.0, origin, txn);
         self.last_applied_zxid = zxid;
         applied
     }
 
-    fn apply_command(&mut self, zxid: i64, txn: &Txn) -> Applied {
+    fn apply_command(&mut self, zxid: i64, origin: Option<ServerId>, txn: &Txn) -> Applied {
         let config = &*self.config;
         let state = &mut self.state;
         match &txn.command {
@@ -98,21 +118,38 @@ impl DataTree {
                 session_id,
                 timeout_ms,
                 password,
-            } => match ops::create_session(state, config, *session_id, *timeout_ms, password) {
-                Ok(()) => Applied::ok(Response::Empty, Vec::new()),
-                Err(code) => Applied::error(code),
-            },
+            } => {
+                let session = Session::new(*timeout_ms, password, origin);
+                match ops::create_session(state, config, *session_id, session) {
+                    Ok(()) => Applied::ok(Response::Empty, Vec::new()),
+                    Err(code) => Applied::error(code),
+                }
+            }
             Command::CloseSession { session_id } => {
+                // Not checked against the owner, as in ZooKeeper: the leader closes expired
+                // sessions it does not own, and a close is the session's last request.
                 let triggers = ops::close_session(state, zxid, *session_id);
                 Applied::ok(Response::Empty, triggers)
             }
+            Command::MoveSession { session_id } => match state.sessions.get_mut(session_id) {
+                Some(session) => {
+                    session.set_owner(origin);
+                    Applied::ok(Response::Empty, Vec::new())
+                }
+                None => Applied::error(ErrorCode::SessionExpired),
+            },
             Command::Request {
                 session_id,
                 identities,
                 request,
             } => {
-                if !state.sessions.contains_key(session_id) {
+                let Some(session) = state.sessions.get(session_id) else {
                     return Applied::error(ErrorCode::SessionExpired);
+                };
+                // ZooKeeper's PrepRequestProcessor checks the owner before anything else of
+                // the request (SessionTracker.checkSession).
+                if !session.accepts_writes_from(origin) {
+                    return Applied::error(ErrorCode::SessionMoved);
                 }
                 let env = Env {
                     config,

@@ -105,8 +105,13 @@ fn foreign_or_mismatched_snapshots_are_named() {
         read(&version),
         Err(SnapshotError::UnsupportedVersion {
             found: 9,
-            supported: 1
+            supported: arbor_tree::SNAPSHOT_FORMAT_VERSION
         })
+    ));
+    version[8] = 0;
+    assert!(matches!(
+        read(&version),
+        Err(SnapshotError::UnsupportedVersion { found: 0, .. })
     ));
     let mut checksum = bytes.clone();
     let last = checksum.len() - 1;

@@ -7,7 +7,7 @@ use arbor_proto::{
     Acl, CheckVersionRequest, CreateRequest, CreateTtlRequest, DeleteRequest, ErrorCode, Id,
     MultiOp, Response, SessionId, SetAclRequest, SetDataRequest, Stat, Zxid,
 };
-use arbor_tree::{Applied, Command, DataTree, TreeConfig, Txn, WriteRequest};
+use arbor_tree::{Applied, Command, DataTree, ServerId, TreeConfig, Txn, WriteRequest};
 
 pub const SESSION: SessionId = SessionId(0x0100_0000_0000_0001);
 pub const OTHER_SESSION: SessionId = SessionId(0x0100_0000_0000_0002);
@@ -41,17 +41,28 @@ impl Harness {
     }
 
     pub fn run(&mut self, command: Command) -> Applied {
+        let txn = self.logged(command);
+        self.tree.apply(Zxid::from_parts(1, self.counter), &txn)
+    }
+
+    /// Applies `command` as an entry that server `origin` proposed for its client.
+    pub fn run_from(&mut self, origin: ServerId, command: Command) -> Applied {
+        let txn = self.logged(command);
+        self.tree
+            .apply_from(Zxid::from_parts(1, self.counter), origin, &txn)
+    }
+
+    /// The next txn, through the log encoding as in the server.
+    fn logged(&mut self, command: Command) -> Txn {
         self.counter += 1;
-        // Every command goes through the log encoding, as in the server.
-        let txn = Txn::decode(
+        Txn::decode(
             &Txn {
                 time_ms: self.time_ms,
                 command,
             }
             .encode(),
         )
-        .unwrap();
-        self.tree.apply(Zxid::from_parts(1, self.counter), &txn)
+        .unwrap()
     }
 
     pub fn open(&mut self, session_id: SessionId) -> Applied {
