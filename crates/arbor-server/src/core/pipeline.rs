@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use arbor_log::{Entry as WalEntry, HardState as WalHardState, SnapshotMeta, WriteBatch};
 use arbor_proto::{ConnectResponse, ErrorCode, Request, Response, SessionId, Zxid};
 use arbor_raft::{Entry, EntryKind, LogIndex, ProposeError, Ready, SoftState, Storage};
-use arbor_tree::{Command, Txn, WriteRequest};
+use arbor_tree::{Command, ServerId, Txn, WriteRequest};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
@@ -363,7 +363,9 @@ impl Core {
             Waiter::Connect {
                 connection, reply, ..
             } => {
-                let _ = reply.send(ConnectOutcome::Close("session could not be created"));
+                let _ = reply.send(ConnectOutcome::Close(
+                    "session could not be created or moved",
+                ));
                 self.drop_connection(connection);
             }
             Waiter::Cleanup { path } => {
@@ -641,13 +643,16 @@ impl Core {
                 } else {
                     None
                 };
-                self.apply_txn(zxid, &txn, waiter);
+                self.apply_txn(zxid, ServerId(origin), &txn, waiter);
             }
         }
     }
 
-    fn apply_txn(&mut self, zxid: Zxid, txn: &Txn, waiter: Option<Waiter>) {
-        let applied = self.tree.apply(zxid, txn);
+    /// Applies a txn that server `origin` proposed (the envelope's origin: the server that
+    /// holds the connection of the client that asked for it, which session ownership is
+    /// judged by).
+    fn apply_txn(&mut self, zxid: Zxid, origin: ServerId, txn: &Txn, waiter: Option<Waiter>) {
+        let applied = self.tree.apply_from(zxid, origin, txn);
         let mut notifications = Vec::new();
         let mut fired = Vec::new();
         for trigger in &applied.triggers {
@@ -684,6 +689,13 @@ impl Core {
                     },
                 );
             }
+            Command::MoveSession { session_id } if applied.result.is_ok() => {
+                // The client just reconnected (to `origin`): a fresh timeout, as on a
+                // reconnect to this server.
+                if let Some(liveness) = self.sessions.get_mut(session_id) {
+                    liveness.last_heard = Instant::now();
+                }
+            }
             Command::DeleteExpiredTtl { path } | Command::DeleteEmptyContainer { path } => {
                 self.cleanup_pending.remove(path);
             }
@@ -705,9 +717,17 @@ impl Core {
                 received,
                 close_after,
             }) => {
+                let moved = matches!(applied.result, Err(ErrorCode::SessionMoved));
                 self.reply(connection, xid, zxid.0, applied.result, received);
-                if close_after {
+                if close_after || moved {
                     self.send(connection, Outbound::Close);
+                }
+                if moved {
+                    // The client has since reconnected to another server: this connection is
+                    // a leftover, and ZooKeeper tears it down (FinalRequestProcessor,
+                    // ZOOKEEPER-710). The reply goes first; nothing else of it is served.
+                    info!(session = %session_id, "write refused: the session moved to another server");
+                    self.drop_connection(connection);
                 }
                 self.write_done(connection, session_id);
             }
@@ -715,9 +735,20 @@ impl Core {
                 connection,
                 reply,
                 read_only,
-            }) => {
-                self.session_created(connection, &txn.command, applied.result, reply, read_only);
-            }
+            }) => match &txn.command {
+                Command::MoveSession { session_id } => {
+                    self.session_moved_here(
+                        connection,
+                        *session_id,
+                        applied.result,
+                        reply,
+                        read_only,
+                    );
+                }
+                command => {
+                    self.session_created(connection, command, applied.result, reply, read_only)
+                }
+            },
             Some(Waiter::Cleanup { .. })
             | Some(Waiter::Expiry { .. })
             | Some(Waiter::Bootstrap)
@@ -768,8 +799,6 @@ impl Core {
         }
     }
 
-    /// A session ended (closed by its client or expired): its connection goes too, unless the
-    /// close came from that connection, which gets its reply first.
     /// A session ended (closed by its client or expired): its connection goes too, unless the
     /// close came from that connection, which gets its reply first.
     pub(super) fn session_closed(&mut self, session_id: SessionId, waiter: Option<&Waiter>) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arbor_proto::{ConnectRequest, ConnectResponse, Id, SessionId, Zxid};
-use arbor_tree::Command;
+use arbor_tree::{Command, ServerId};
 use bytes::Bytes;
 use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -146,7 +146,7 @@ impl Core {
         }
         let mut identities = vec![Id::new("ip", peer.ip().to_string())];
         identities.extend(transport_identities);
-        let mut state = Connection {
+        let state = Connection {
             peer,
             session_id: None,
             identities,
@@ -197,31 +197,29 @@ impl Core {
                 let _ = reply.send(ConnectOutcome::Refused(ConnectResponse::refused(read_only)));
                 return;
             }
-            let Some(session) = self.tree.session(session_id) else {
-                return;
-            };
-            let timeout_ms = session.timeout_ms();
-            let password = Bytes::copy_from_slice(session.password());
-            // The session moves to this connection; the old one is closed, as ZooKeeper does
-            // (ServerCnxnFactory.closeSession with reason CLIENT_RECONNECT).
-            if let Some(liveness) = self.sessions.get_mut(&session_id) {
-                liveness.last_heard = Instant::now();
-                if let Some(old) = liveness.connection.replace(connection)
-                    && old != connection
-                {
-                    self.close_connection(old, "session moved to a new connection");
-                }
-            }
-            state.session_id = Some(session_id);
             self.connections.insert(connection, state);
-            info!(%peer, session = %session_id, "session resumed");
-            let _ = reply.send(ConnectOutcome::Accepted(ConnectResponse {
-                protocol_version: 0,
-                timeout_ms,
-                session_id: session_id.0,
-                password,
-                read_only: read_only.map(|_| false),
-            }));
+            let me = ServerId(self.server_id);
+            if self
+                .tree
+                .session(session_id)
+                .is_some_and(|session| session.owner() == Some(me))
+            {
+                self.resume_session(connection, session_id, reply, read_only);
+            } else {
+                // The client comes from another server (or the log never recorded an owner):
+                // the move is logged, and the client answered once it is applied, so that
+                // every write the old server sends after it, in log order, is refused as
+                // SessionMoved (ZooKeeper's follower revalidates with the leader first too).
+                info!(%peer, session = %session_id, "session moving to this server");
+                self.propose(
+                    Command::MoveSession { session_id },
+                    Waiter::Connect {
+                        connection,
+                        reply,
+                        read_only,
+                    },
+                );
+            }
             return;
         }
         let (min, max) = self.config.session_timeout_bounds_ms();
@@ -241,6 +239,77 @@ impl Core {
                 read_only,
             },
         );
+    }
+
+    /// A reconnect of `session_id` on `connection` (already registered) is complete: the
+    /// session moves to it, the connection it had here before is closed, and the client gets
+    /// its session back.
+    fn resume_session(
+        &mut self,
+        connection: ConnectionId,
+        session_id: SessionId,
+        reply: oneshot::Sender<ConnectOutcome>,
+        read_only: Option<bool>,
+    ) {
+        let Some(session) = self.tree.session(session_id) else {
+            let _ = reply.send(ConnectOutcome::Refused(ConnectResponse::refused(read_only)));
+            self.drop_connection(connection);
+            return;
+        };
+        let timeout_ms = session.timeout_ms();
+        let password = Bytes::copy_from_slice(session.password());
+        // The old connection is closed, as ZooKeeper does (ServerCnxnFactory.closeSession
+        // with reason CLIENT_RECONNECT).
+        if let Some(liveness) = self.sessions.get_mut(&session_id) {
+            liveness.last_heard = Instant::now();
+            if let Some(old) = liveness.connection.replace(connection)
+                && old != connection
+            {
+                self.close_connection(old, "session moved to a new connection");
+            }
+        }
+        let Some(state) = self.connections.get_mut(&connection) else {
+            return;
+        };
+        state.session_id = Some(session_id);
+        info!(peer = %state.peer, session = %session_id, "session resumed");
+        let response = ConnectResponse {
+            protocol_version: 0,
+            timeout_ms,
+            session_id: session_id.0,
+            password,
+            read_only: read_only.map(|_| false),
+        };
+        if reply.send(ConnectOutcome::Accepted(response)).is_err() {
+            self.drop_connection(connection);
+        }
+    }
+
+    /// A `MoveSession` this server proposed for a reconnecting client was applied: the
+    /// client gets its session back, unless it ended meanwhile.
+    pub(super) fn session_moved_here(
+        &mut self,
+        connection: ConnectionId,
+        session_id: SessionId,
+        result: Result<arbor_proto::Response, arbor_proto::ErrorCode>,
+        reply: oneshot::Sender<ConnectOutcome>,
+        read_only: Option<bool>,
+    ) {
+        if !self.connections.contains_key(&connection) {
+            // The client hung up while the move was in the log.
+            return;
+        }
+        let live = self
+            .sessions
+            .get(&session_id)
+            .is_some_and(|liveness| !liveness.closing);
+        if result.is_err() || !live {
+            info!(session = %session_id, "session ended while moving to this server");
+            let _ = reply.send(ConnectOutcome::Refused(ConnectResponse::refused(read_only)));
+            self.drop_connection(connection);
+            return;
+        }
+        self.resume_session(connection, session_id, reply, read_only);
     }
 
     pub(super) fn mint_session_id(&mut self) -> SessionId {
