@@ -215,6 +215,22 @@ mod tests {
 
     use super::*;
 
+    /// Logs written by earlier builds must still decode: postcard tags a variant with its
+    /// index, so existing variants keep theirs and new ones come last.
+    #[test]
+    fn command_variants_keep_their_log_tags() {
+        let session_id = SessionId(1);
+        let tags = [
+            (Command::CloseSession { session_id }, 1),
+            (Command::Noop, 5),
+            (Command::MoveSession { session_id }, 7),
+        ];
+        for (command, tag) in tags {
+            let bytes = postcard::to_allocvec(&command).unwrap();
+            assert_eq!(bytes[0], tag, "{command:?}");
+        }
+    }
+
     #[test]
     fn txn_round_trips_and_rejects_garbage() {
         let txn = Txn {
