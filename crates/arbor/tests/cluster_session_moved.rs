@@ -64,10 +64,13 @@ async fn a_write_on_the_connection_a_session_left_is_session_moved_and_not_appli
     for (step, pair) in route.windows(2).enumerate() {
         let (from, to) = (pair[0], pair[1]);
         let mut moved = resume(cluster.socket_address(to), &session, zxid).await;
-        // The client's old connection to `from` is still open; a write sent on it now comes
-        // after the move in the log.
-        let late = format!("late-{step}");
-        let reply = current.call(&create(&format!("/{late}"))).await;
+        // The client's old connection to `from` is still open; writes sent on it now come
+        // after the move in the log. Two, pipelined: the first is answered SessionMoved,
+        // then the connection is closed, and the second is never answered.
+        let late = [format!("late-{step}"), format!("late-{step}-pipelined")];
+        let first = current.send(&create(&format!("/{}", late[0]))).await;
+        current.send(&create(&format!("/{}", late[1]))).await;
+        let reply = current.reply_to(first).await;
         assert_eq!(
             ErrorCode::from_i32(reply.err()),
             Some(ErrorCode::SessionMoved),
@@ -78,7 +81,7 @@ async fn a_write_on_the_connection_a_session_left_is_session_moved_and_not_appli
             after.is_empty(),
             "node {from} sent {after:?} after SessionMoved instead of closing the connection"
         );
-        refused.push(late);
+        refused.extend(late);
 
         let via = format!("via-{}", step + 1);
         let reply = moved.call(&create(&format!("/{via}"))).await;

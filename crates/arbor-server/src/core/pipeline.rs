@@ -717,7 +717,9 @@ impl Core {
                 received,
                 close_after,
             }) => {
-                let moved = matches!(applied.result, Err(ErrorCode::SessionMoved));
+                // Once per connection: its pipelined writes behind this one find it closed.
+                let moved = matches!(applied.result, Err(ErrorCode::SessionMoved))
+                    && self.connections.contains_key(&connection);
                 self.reply(connection, xid, zxid.0, applied.result, received);
                 if close_after || moved {
                     self.send(connection, Outbound::Close);
