@@ -223,6 +223,7 @@ impl<S: Storage> Raft<S> {
                 return;
             }
         }
+        self.expire_departures();
         self.tick_snapshot_transfers();
         if self.heartbeat_elapsed >= self.cfg.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
@@ -230,6 +231,7 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// Everyone the leader replicates to: the other members and the departing ones.
     fn peers(&self) -> Vec<NodeId> {
         self.progress
             .keys()
@@ -249,10 +251,12 @@ impl<S: Storage> Raft<S> {
         let sent_tick = self.tick_count;
         for id in self.peers() {
             let matched = self.progress.get(&id).map_or(LogIndex(0), |p| p.matched);
+            let commit = committed.min(matched);
+            self.note_commit_sent(id, commit, sent_tick);
             self.send(
                 id,
                 MessageBody::Heartbeat {
-                    commit: committed.min(matched),
+                    commit,
                     sent_tick,
                     read_round,
                 },
@@ -385,6 +389,7 @@ impl<S: Storage> Raft<S> {
             self.maybe_send_append(from, true);
         }
         self.release_reads();
+        self.note_departure_heard(from, sent_tick);
     }
 
     /// Advances commit to what a (joint) quorum has durably, but only through an entry of

@@ -105,6 +105,12 @@
 //!   that had not learned that the leave entry committed kept waiting for the vote of a
 //!   removed node whose longer log made it refuse). A leader that is not a voter of the
 //!   committed configuration hands over with TimeoutNow and steps down (pitfall 7).
+//!   Because a removed member leaves the leader's configuration when the change is appended,
+//!   the leader keeps replicating to it (counting it toward nothing) until it has answered a
+//!   heartbeat that told it the change committed, or for at most two election timeouts
+//!   ([`Status::departing`]); a new leader does the same for the members the latest change in
+//!   its log removed. Otherwise the removed member could not apply what it forwarded before
+//!   the change, and would keep campaigning in the old configuration.
 //!   Leadership transfer by TimeoutNow.
 //! * **zxid** ([`Zxid`]): `(term << 32) | position within the term`, where the term's no-op
 //!   is position 0. It orders exactly as the log.
@@ -137,6 +143,7 @@
 mod bugs;
 mod conf_change;
 mod config;
+mod departing;
 mod error;
 mod follower;
 mod leader;

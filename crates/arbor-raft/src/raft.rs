@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crate::bugs::Bugs;
 use crate::conf_change::ConfChange;
 use crate::config::Config;
+use crate::departing::Departure;
 use crate::error::RaftError;
 use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
@@ -58,8 +59,12 @@ pub(crate) struct Raft<S: Storage> {
     /// Membership entries in the log after its start: (index, membership it establishes).
     pub(crate) conf_history: Vec<(LogIndex, ConfState)>,
     /// Replication progress of every node in `conf` (the leader's own entry tracks what it
-    /// has made durable).
+    /// has made durable), and on a leader also of every node in `departing`. Never the set a
+    /// quorum is taken over: that is always `conf`'s voters.
     pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// Leader: removed members still replicated to until they learn their removal committed
+    /// (see `departing.rs`). Invariant: disjoint from `conf.all_nodes()`, each has progress.
+    pub(crate) departing: BTreeMap<NodeId, Departure>,
     pub(crate) votes: BTreeMap<NodeId, bool>,
     /// Messages that may leave at once.
     pub(crate) msgs: Vec<Message>,
@@ -119,6 +124,7 @@ impl<S: Storage> Raft<S> {
             base_conf: state.conf_state,
             conf_history: Vec::new(),
             progress: BTreeMap::new(),
+            departing: BTreeMap::new(),
             votes: BTreeMap::new(),
             msgs: Vec::new(),
             msgs_after_persist: Vec::new(),
@@ -229,7 +235,22 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn rebuild_progress(&mut self) {
         let next = self.log.last_index().next();
         let nodes = self.conf.all_nodes();
-        self.progress.retain(|id, _| nodes.contains(id));
+        // A departing member that a change brings back is a member again.
+        self.departing.retain(|id, _| !nodes.contains(id));
+        let removed: Vec<NodeId> = self
+            .progress
+            .keys()
+            .filter(|id| !nodes.contains(id) && !self.departing.contains_key(id))
+            .copied()
+            .collect();
+        let conf_index = self.last_conf_index();
+        for id in removed {
+            if self.role == Role::Leader && id != self.id {
+                self.begin_departure(id, conf_index);
+            } else {
+                self.progress.remove(&id);
+            }
+        }
         for id in nodes {
             self.progress.entry(id).or_insert_with(|| {
                 Progress::new(
@@ -269,6 +290,10 @@ impl<S: Storage> Raft<S> {
         self.uncommitted_bytes = 0;
         self.pending_reads.clear();
         self.reads_awaiting_noop.clear();
+        // Only a leader replicates to departing members; a new leader decides afresh.
+        self.departing.clear();
+        let nodes = self.conf.all_nodes();
+        self.progress.retain(|id, _| nodes.contains(id));
         let next = self.log.last_index().next();
         let persisted = self.log.persisted;
         for (id, pr) in self.progress.iter_mut() {
@@ -359,6 +384,7 @@ impl<S: Storage> Raft<S> {
         // Every membership change already in the log must apply before another is proposed.
         self.pending_conf_index = self.log.last_index();
         self.next_position = 0;
+        self.begin_departures_after_election();
         self.append_noop();
         self.broadcast_append();
     }

@@ -88,6 +88,10 @@ pub struct Status {
     pub conf_state: ConfState,
     /// On a leader, what it knows of each other member (for lag metrics); empty otherwise.
     pub progress: std::collections::BTreeMap<NodeId, FollowerProgress>,
+    /// On a leader, the removed members it still replicates to until they learn that their
+    /// removal committed (at most two election timeouts); empty otherwise. The application
+    /// keeps its links to them open meanwhile. They are not in `progress`.
+    pub departing: std::collections::BTreeSet<NodeId>,
 }
 
 /// One Raft node, driven by the application.
@@ -231,7 +235,7 @@ impl<S: Storage> RawNode<S> {
                 self.raft
                     .progress
                     .iter()
-                    .filter(|(id, _)| **id != self.raft.id)
+                    .filter(|(id, _)| **id != self.raft.id && !self.raft.departing.contains_key(id))
                     .map(|(&id, p)| {
                         (
                             id,
@@ -247,6 +251,7 @@ impl<S: Storage> RawNode<S> {
             } else {
                 std::collections::BTreeMap::new()
             },
+            departing: self.raft.departing.keys().copied().collect(),
         }
     }
 
