@@ -33,8 +33,7 @@ async fn reconfig_removes_members_from_the_quorum_and_adds_one_back() {
     let mut cluster = Cluster::start_with(options).await;
     let ids = cluster.ids();
     let leader = cluster.wait_for_leader(&ids).await;
-    // On the leader, which stays: a reconfig sent through a server it removes is answered with
-    // ConnectionLoss (that server never applies the change; see the report of issue 8).
+    // On the leader, which stays (a reconfig through a server it removes is the next test).
     let admin = connect_with(
         connector().with_auth("digest", format!("super:{SUPER_PASSWORD}").as_bytes()),
         &cluster.address(leader),
@@ -145,9 +144,6 @@ async fn reconfig_removes_members_from_the_quorum_and_adds_one_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "arbor bug: a reconfig sent through a server it removes gets ConnectionLoss (about \
-            half the runs): the leader stops replicating to removed members before they learn \
-            that the change committed"]
 async fn a_reconfig_sent_through_a_server_it_removes_is_answered() {
     let options = ClusterOptions::voters(5).set("reconfig_enabled", true).set(
         "super_digest",

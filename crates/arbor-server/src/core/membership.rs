@@ -28,31 +28,62 @@ impl Core {
         let Some(config) = self.recorded_membership() else {
             return;
         };
-        if let Some(network) = self.network.as_ref() {
-            let mut peers = BTreeMap::new();
-            for member in config.members.values() {
-                match resolve(&member.host) {
-                    Some(ip) => {
-                        peers.insert(member.id, SocketAddr::new(ip, member.peer_port));
-                    }
-                    None => {
-                        warn!(member = member.id, host = %member.host, "cannot resolve member host; not dialling it")
-                    }
-                }
-            }
-            network.set_peers(peers);
-        }
         info!(members = config.members.len(), version = %format!("{:x}", config.version), "membership recorded");
         self.maintain_membership();
     }
 
-    /// Leader duties, run on election, after a membership change and periodically: record the
-    /// configured members if the config node is empty, and make Raft's membership match it.
+    /// Points the peer transport at the members `/zookeeper/config` lists, and keeps the links
+    /// to every node Raft still replicates to: the members of its own configuration (which
+    /// follows the recorded one only after the change commits) and, on a leader, removed
+    /// members still learning that their removal committed. Dropping such a link as soon as a
+    /// `reconfig` is applied would drop what is queued on it (the very commit index a removed
+    /// server waits for to answer the `reconfig` it forwarded) and cut it off for good.
+    fn point_peer_links(&self, config: &ClusterConfig) {
+        let Some(network) = self.network.as_ref() else {
+            return;
+        };
+        let mut peers = BTreeMap::new();
+        for member in config.members.values() {
+            match resolve(&member.host) {
+                Some(ip) => {
+                    peers.insert(member.id, SocketAddr::new(ip, member.peer_port));
+                }
+                None => {
+                    warn!(member = member.id, host = %member.host, "cannot resolve member host; not dialling it")
+                }
+            }
+        }
+        let status = self.raft.status();
+        let replicated = status
+            .conf_state
+            .all_nodes()
+            .into_iter()
+            .chain(status.departing);
+        for NodeId(id) in replicated {
+            if peers.contains_key(&id) {
+                continue;
+            }
+            // Only a link that exists is kept: its address is the one it was dialled at.
+            if let Some(address) = network.peer_stats(id).and_then(|stats| stats.address) {
+                peers.insert(id, address);
+            }
+        }
+        network.set_peers(peers);
+    }
+
+    /// Run on election, after a membership change and periodically (every election timeout).
+    /// Every server: point the transport at the recorded members and the nodes Raft still
+    /// replicates to. Leader: record the configured members if the config node is empty, and
+    /// make Raft's membership match it.
     pub(super) fn maintain_membership(&mut self) {
+        let recorded = self.recorded_membership();
+        if let Some(config) = &recorded {
+            self.point_peer_links(config);
+        }
         if !self.is_leader() || !self.config.is_clustered() {
             return;
         }
-        let Some(recorded) = self.recorded_membership() else {
+        let Some(recorded) = recorded else {
             if !self.config_bootstrap_pending {
                 self.config_bootstrap_pending = true;
                 let members = self.config.members_text();
