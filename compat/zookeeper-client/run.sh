@@ -64,6 +64,7 @@ esac
 
 work=$(realpath -m "${work:-$repo/target/compat-zookeeper-client}")
 src=$work/$crate-$version
+staged=$work/stage/$crate-$version
 if [[ -z $out ]]; then
   out=$work/results.txt
   # A gate run compares with the committed results instead of replacing them.
@@ -101,6 +102,7 @@ arbor_bin=$(cd "$(dirname "$arbor_bin")" && pwd)/$(basename "$arbor_bin")
 
 unpack_crate
 splice_harness
+install_source
 build_tests
 run_tests
 if [[ -n $expect ]]; then check_expected; fi
@@ -154,26 +156,27 @@ unpack_crate() {
     echo "run.sh: no $crate-$version.crate with sha256 $checksum under $cargo_home/registry/cache" >&2
     exit 1
   fi
-  rm -rf "$src"
-  tar -xzf "$archive" -C "$work"
-  if ! sha256sum "$src/tests/zookeeper.rs" | grep -q "^$tests_sha256 "; then
-    echo "run.sh: $src/tests/zookeeper.rs is not the file harness.rs was written for" >&2
+  rm -rf "$work/stage"
+  mkdir -p "$work/stage"
+  tar -xzf "$archive" -C "$work/stage"
+  if ! sha256sum "$staged/tests/zookeeper.rs" | grep -q "^$tests_sha256 "; then
+    echo "run.sh: $staged/tests/zookeeper.rs is not the file harness.rs was written for" >&2
     exit 1
   fi
-  if grep -q testcontainers "$src/Cargo.toml"; then
+  if grep -q testcontainers "$staged/Cargo.toml"; then
     # The published manifest drops upstream's git-only testcontainers dev-dependency; if a
     # release ever keeps it, the build would need Docker's crate for nothing.
-    echo "run.sh: $src/Cargo.toml names testcontainers: update run.sh to drop it" >&2
+    echo "run.sh: $staged/Cargo.toml names testcontainers: update run.sh to drop it" >&2
     exit 1
   fi
   # Not a member of arbor's workspace, though it lives inside the repository's target/.
-  printf '\n[workspace]\n' >>"$src/Cargo.toml"
+  printf '\n[workspace]\n' >>"$staged/Cargo.toml"
 }
 
 # Replaces upstream's Docker harness in tests/zookeeper.rs with harness.rs; the rest of the
 # file is left as published. Each anchor must match exactly once.
 splice_harness() {
-  local file=$src/tests/zookeeper.rs
+  local file=$staged/tests/zookeeper.rs
   awk -v harness="$here/harness.rs" '
     /^use testcontainers::/ { uses++; next }
     /^fn zookeeper_image<'"'"'a>\(/ { image = 1; images++; next }
@@ -196,6 +199,18 @@ splice_harness() {
     }
   ' "$file" >"$file.spliced" || { echo "run.sh: splicing $file failed" >&2; exit 1; }
   mv "$file.spliced" "$file"
+}
+
+# Keeps the previous run's source when the new one is the same, so cargo (which goes by file
+# times) does not rebuild the test binary for nothing.
+install_source() {
+  if [[ -d $src ]] && diff -rq "$staged" "$src" >/dev/null 2>&1; then
+    rm -rf "$work/stage"
+    return
+  fi
+  rm -rf "$src"
+  mv "$staged" "$src"
+  rm -rf "$work/stage"
 }
 
 build_tests() {
