@@ -717,19 +717,22 @@ impl Core {
                 received,
                 close_after,
             }) => {
-                // Once per connection: its pipelined writes behind this one find it closed.
-                let moved = matches!(applied.result, Err(ErrorCode::SessionMoved))
-                    && self.connections.contains_key(&connection);
-                self.reply(connection, xid, zxid.0, applied.result, received);
-                if close_after || moved {
-                    self.send(connection, Outbound::Close);
-                }
-                if moved {
+                if matches!(applied.result, Err(ErrorCode::SessionMoved)) {
                     // The client has since reconnected to another server: this connection is
-                    // a leftover, and ZooKeeper tears it down (FinalRequestProcessor,
-                    // ZOOKEEPER-710). The reply goes first; nothing else of it is served.
-                    info!(session = %session_id, "write refused: the session moved to another server");
-                    self.drop_connection(connection);
+                    // a leftover. ZooKeeper 3.9 closes it without a reply (FinalRequestProcessor,
+                    // ZOOKEEPER-710), so a client that still uses it sees ConnectionLoss, which
+                    // every client retries (kazoo does not retry SessionMovedError). Once per
+                    // connection: its pipelined writes behind this one find it gone.
+                    if self.connections.contains_key(&connection) {
+                        info!(session = %session_id, "write refused: the session moved to another server; closing the leftover connection");
+                        self.send(connection, Outbound::Close);
+                        self.drop_connection(connection);
+                    }
+                } else {
+                    self.reply(connection, xid, zxid.0, applied.result, received);
+                    if close_after {
+                        self.send(connection, Outbound::Close);
+                    }
                 }
                 self.write_done(connection, session_id);
             }
