@@ -460,6 +460,18 @@ impl ServerConfig {
             for (id, value) in &servers {
                 config.members.push(parse_server_line(*id, value)?);
             }
+            // ZooKeeper 3.5+: without clientPort, the client address is the one this
+            // server's own `server.N=...;[host:]port` line names.
+            if client_port.is_none()
+                && let Some(own) = config
+                    .members
+                    .iter()
+                    .find(|member| member.id == config.server_id)
+                    .and_then(|member| member.client_address)
+            {
+                client_port = Some(own.port());
+                client_host = client_host.or(Some(own.ip()));
+            }
             if config.members.len() == 1 {
                 // Standalone: the member list only named this server.
                 config.members.clear();
@@ -469,7 +481,8 @@ impl ServerConfig {
         let port = client_port.ok_or_else(|| ConfigError::Invalid {
             key: "clientPort".into(),
             value: String::new(),
-            reason: "zoo.cfg must set clientPort",
+            reason: "zoo.cfg must set clientPort (or this server's server.N line must end \
+                     with ;[host:]clientPort)",
         })?;
         let host = client_host.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         config.client_address = SocketAddr::new(host, port);
@@ -690,6 +703,28 @@ mod tests {
             ..config.clone()
         };
         assert_eq!(config.effective_cluster_id(), other.effective_cluster_id());
+    }
+
+    #[test]
+    fn without_client_port_the_own_server_line_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("myid"), "2\n").unwrap();
+        let cfg = format!(
+            "dataDir={}\nserver.1=127.0.0.1:2001:3001:participant;127.0.0.1:4001\n\
+             server.2=127.0.0.1:2002:3002:participant;4002\n",
+            dir.path().display()
+        );
+        let path = write(dir.path(), "zoo.cfg", &cfg);
+        let (config, _) = ServerConfig::from_zoo_cfg(&path).unwrap();
+        assert_eq!(config.client_address.to_string(), "127.0.0.1:4002");
+        // Neither clientPort nor a client port on the line: a clear error.
+        let cfg = format!(
+            "dataDir={}\nserver.1=127.0.0.1:2001:3001\nserver.2=127.0.0.1:2002:3002\n",
+            dir.path().display()
+        );
+        let path = write(dir.path(), "none.cfg", &cfg);
+        let error = ServerConfig::from_zoo_cfg(&path).unwrap_err().to_string();
+        assert!(error.contains("clientPort"), "{error}");
     }
 
     #[test]
