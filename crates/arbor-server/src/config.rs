@@ -156,6 +156,10 @@ pub struct ServerConfig {
     /// The certificate subject that also gets the `super` identity
     /// (`zookeeper.X509AuthenticationProvider.superUser`).
     pub x509_super_user: Option<String>,
+    /// Authentication schemes a session must have proven before any request but auth or SASL
+    /// is served (ZooKeeper's `enforce.auth.enabled` with `enforce.auth.schemes`, and the
+    /// older `sessionRequireClientSASLAuth`); empty: not enforced.
+    pub enforced_auth_schemes: Vec<String>,
     /// Watches one connection may hold; a request that would set one more is answered
     /// ThrottledOp (0 = no limit).
     pub watches_per_connection_max: u32,
@@ -212,6 +216,7 @@ impl Default for ServerConfig {
             sasl_jaas_file: None,
             sasl_super_user: None,
             x509_super_user: None,
+            enforced_auth_schemes: Vec::new(),
             watches_per_connection_max: WATCHES_PER_CONNECTION_MAX_DEFAULT,
             children_listing_bytes_max: arbor_proto::FRAME_SIZE_BYTES_MAX_DEFAULT,
             outbound_bytes_max: OUTBOUND_BYTES_MAX_DEFAULT,

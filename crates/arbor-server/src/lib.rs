@@ -92,6 +92,9 @@ pub enum ServerError {
     /// The JAAS file with the SASL users is unusable.
     #[error("SASL: {0}")]
     Jaas(#[from] JaasError),
+    /// A setting is inconsistent with another (found when the server starts).
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
 }
 
 /// A running server.
@@ -114,7 +117,8 @@ impl Server {
     /// # Errors
     /// [`ServerError::Recovery`] when the data directory is unusable or corrupt,
     /// [`ServerError::Bind`] when the address is taken.
-    pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+    pub async fn start(mut config: ServerConfig) -> Result<Server, ServerError> {
+        security_config::finish_enforced_auth(&mut config)?;
         let config = Arc::new(config);
         // Security settings are checked before anything else starts, so a bad keystore or
         // JAAS file is one clear error at start-up.

@@ -119,6 +119,29 @@ fn apply_other(config: &mut ServerConfig, key: &str, value: &str) -> Result<bool
                 .parse()
                 .map_err(|_| invalid(key, value, "expected true or false"))?;
         }
+        // ZooKeeper keeps the two enforce.auth keys apart; arbor folds them into one list
+        // when the configuration is complete (see `finish_enforced_auth`).
+        "enforce.auth.enabled" | "zookeeper.enforce.auth.enabled" => {
+            let enabled: bool = value
+                .parse()
+                .map_err(|_| invalid(key, value, "expected true or false"))?;
+            config
+                .properties
+                .insert("enforce.auth.enabled".into(), enabled.to_string());
+        }
+        "enforce.auth.schemes" | "zookeeper.enforce.auth.schemes" => {
+            config
+                .properties
+                .insert("enforce.auth.schemes".into(), value.to_owned());
+        }
+        "sessionRequireClientSASLAuth" | "zookeeper.sessionRequireClientSASLAuth" => {
+            let required: bool = value
+                .parse()
+                .map_err(|_| invalid(key, value, "expected true or false"))?;
+            if required && !config.enforced_auth_schemes.iter().any(|s| s == "sasl") {
+                config.enforced_auth_schemes.push("sasl".into());
+            }
+        }
         "audit.enable" | "zookeeper.audit.enable" => {
             config.audit_enabled = value
                 .parse()
@@ -131,6 +154,43 @@ fn apply_other(config: &mut ServerConfig, key: &str, value: &str) -> Result<bool
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// Turns `enforce.auth.enabled` and `enforce.auth.schemes` (either may come first, from
+/// zoo.cfg or `-D`) into [`ServerConfig::enforced_auth_schemes`].
+///
+/// # Errors
+/// [`ConfigError::Invalid`] when enforcement is enabled without a scheme, as ZooKeeper
+/// refuses to start then.
+pub(crate) fn finish_enforced_auth(config: &mut ServerConfig) -> Result<(), ConfigError> {
+    if config
+        .properties
+        .get("enforce.auth.enabled")
+        .map(String::as_str)
+        != Some("true")
+    {
+        return Ok(());
+    }
+    let schemes = config
+        .properties
+        .get("enforce.auth.schemes")
+        .cloned()
+        .unwrap_or_default();
+    let mut any = false;
+    for scheme in schemes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        any = true;
+        if !config.enforced_auth_schemes.iter().any(|s| s == scheme) {
+            config.enforced_auth_schemes.push(scheme.to_owned());
+        }
+    }
+    if !any {
+        return Err(invalid(
+            "enforce.auth.schemes",
+            &schemes,
+            "enforce.auth.enabled=true needs at least one scheme (e.g. sasl or digest)",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -64,6 +64,23 @@ impl Core {
         let Some(session_id) = state.session_id else {
             return;
         };
+        let enforced = &self.config.enforced_auth_schemes;
+        if !enforced.is_empty()
+            && !matches!(request, Request::Auth(_) | Request::Sasl(_))
+            && !state
+                .identities
+                .iter()
+                .any(|id| enforced.contains(&id.scheme))
+        {
+            // ZooKeeper's enforce.auth (AuthenticationHelper.enforceAuthentication): the first
+            // other request of a session not yet authenticated by a required scheme, a ping
+            // included, is answered AuthFailed and the connection is closed.
+            warn!(session = %session_id, schemes = ?enforced, "request before the required authentication: AuthFailed, closing the connection");
+            let zxid = self.tree.last_applied_zxid().0;
+            self.reply(connection, xid, zxid, Err(ErrorCode::AuthFailed), received);
+            self.send(connection, Outbound::Close);
+            return;
+        }
         if state.read_only && (request.is_write() || matches!(request, Request::Sync(_))) {
             let zxid = self.tree.last_applied_zxid().0;
             self.reply(connection, xid, zxid, Err(ErrorCode::NotReadOnly), received);
