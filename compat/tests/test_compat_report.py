@@ -143,3 +143,23 @@ def test_tally_marks_unfinished_tests_notrun(tmp_path):
     )
     assert out.read_text() == "# made by a test\n%s NOTRUN\n%s PASS\n%s SKIP\n" % (A, B, D)
     assert proc.stdout.splitlines()[0] == "kazoo(x, 1): 1 passed, 1 failed, 1 skipped"
+
+
+def test_report_counts_zookeeper_client_results_and_names_what_does_not_pass(tmp_path):
+    baseline(tmp_path, {A: "PASS"})
+    zkc = tmp_path / "zkc"
+    (zkc / "results").mkdir(parents=True)
+    write(zkc / "results" / "arbor-3.txt", "test_x PASS\ntest_y FAIL\ntest_z SKIP\n")
+    write(zkc / "skipped.toml", '[skip]\n"test_z" = "needs an old server"\n')
+    out = tmp_path / "COMPAT.md"
+    known = write(tmp_path / "known.toml", "")
+    subprocess.run(
+        [sys.executable, REPORT, "--output", str(out), "--results-dir",
+         str(tmp_path / "results"), "--known", known, "--zkc-dir", str(zkc)],
+        check=True, capture_output=True,
+    )
+    text = out.read_text()
+    assert "| `%s` | 1 | 1 | 0 | 1 | 3 |" % os.path.relpath(
+        str(zkc / "results" / "arbor-3.txt"), os.path.dirname(COMPAT)) in text
+    assert "- `test_y`: arbor-3.txt" in text
+    assert "- `test_z`: needs an old server" in text
