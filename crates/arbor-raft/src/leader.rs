@@ -153,6 +153,7 @@ impl<S: Storage> Raft<S> {
 
     pub(crate) fn step_leader(&mut self, m: Message) {
         let from = m.from;
+        self.renew_guest(from);
         match m.body {
             MessageBody::AppendResponse { index, reject } => {
                 self.handle_append_response(from, index, reject);
@@ -224,6 +225,7 @@ impl<S: Storage> Raft<S> {
             }
         }
         self.expire_departures();
+        self.expire_guests();
         self.tick_snapshot_transfers();
         if self.heartbeat_elapsed >= self.cfg.heartbeat_interval_ticks {
             self.heartbeat_elapsed = 0;
@@ -231,7 +233,7 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// Everyone the leader replicates to: the other members and the departing ones.
+    /// Everyone the leader replicates to: the other members, the departing ones and the guests.
     fn peers(&self) -> Vec<NodeId> {
         self.progress
             .keys()

@@ -111,6 +111,10 @@
 //!   ([`Status::departing`]); a new leader does the same for the members the latest change in
 //!   its log removed. Otherwise the removed member could not apply what it forwarded before
 //!   the change, and would keep campaigning in the old configuration.
+//!   A leader also replicates, on the application's request, to *guests*: learners in no
+//!   configuration (a server ZooKeeper-style joining as an observer before a `reconfig` names
+//!   it), until they are silent for two election timeouts ([`RawNode::attach_guest`],
+//!   [`Status::guests`]). Like departing members they count toward nothing.
 //!   Leadership transfer by TimeoutNow.
 //! * **zxid** ([`Zxid`]): `(term << 32) | position within the term`, where the term's no-op
 //!   is position 0. It orders exactly as the log.
@@ -146,6 +150,7 @@ mod config;
 mod departing;
 mod error;
 mod follower;
+mod guests;
 mod leader;
 mod message;
 mod progress;

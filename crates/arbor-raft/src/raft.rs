@@ -65,6 +65,10 @@ pub(crate) struct Raft<S: Storage> {
     /// Leader: removed members still replicated to until they learn their removal committed
     /// (see `departing.rs`). Invariant: disjoint from `conf.all_nodes()`, each has progress.
     pub(crate) departing: BTreeMap<NodeId, Departure>,
+    /// Leader: learners outside every configuration that the application asked it to
+    /// replicate to, with the tick from which each is given up (see `guests.rs`).
+    /// Invariant: disjoint from `conf.all_nodes()` and from `departing`, each has progress.
+    pub(crate) guests: BTreeMap<NodeId, u64>,
     pub(crate) votes: BTreeMap<NodeId, bool>,
     /// Messages that may leave at once.
     pub(crate) msgs: Vec<Message>,
@@ -125,6 +129,7 @@ impl<S: Storage> Raft<S> {
             conf_history: Vec::new(),
             progress: BTreeMap::new(),
             departing: BTreeMap::new(),
+            guests: BTreeMap::new(),
             votes: BTreeMap::new(),
             msgs: Vec::new(),
             msgs_after_persist: Vec::new(),
@@ -237,10 +242,16 @@ impl<S: Storage> Raft<S> {
         let nodes = self.conf.all_nodes();
         // A departing member that a change brings back is a member again.
         self.departing.retain(|id, _| !nodes.contains(id));
+        // So does a guest the change makes a member, with the progress it has.
+        self.guests.retain(|id, _| !nodes.contains(id));
         let removed: Vec<NodeId> = self
             .progress
             .keys()
-            .filter(|id| !nodes.contains(id) && !self.departing.contains_key(id))
+            .filter(|id| {
+                !nodes.contains(id)
+                    && !self.departing.contains_key(id)
+                    && !self.guests.contains_key(id)
+            })
             .copied()
             .collect();
         let conf_index = self.last_conf_index();
@@ -292,6 +303,7 @@ impl<S: Storage> Raft<S> {
         self.reads_awaiting_noop.clear();
         // Only a leader replicates to departing members; a new leader decides afresh.
         self.departing.clear();
+        self.guests.clear();
         let nodes = self.conf.all_nodes();
         self.progress.retain(|id, _| nodes.contains(id));
         let next = self.log.last_index().next();

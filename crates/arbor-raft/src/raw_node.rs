@@ -92,6 +92,9 @@ pub struct Status {
     /// removal committed (at most two election timeouts); empty otherwise. The application
     /// keeps its links to them open meanwhile. They are not in `progress`.
     pub departing: std::collections::BTreeSet<NodeId>,
+    /// On a leader, the learners outside the membership it replicates to
+    /// ([`RawNode::attach_guest`]); empty otherwise. They are not in `progress`.
+    pub guests: std::collections::BTreeSet<NodeId>,
 }
 
 /// One Raft node, driven by the application.
@@ -128,6 +131,15 @@ impl<S: Storage> RawNode<S> {
     /// after a pause deliver every missed tick before any message.
     pub fn tick(&mut self) {
         self.raft.tick();
+    }
+
+    /// Leader: replicate to `id`, a node in no configuration (ZooKeeper's way of adding a
+    /// server: it syncs as a learner before a `reconfig` makes it a member), counting it
+    /// toward no quorum, until it has been silent for two election timeouts; attaching it
+    /// again renews it. Returns whether `id` is now a guest: false on a follower, and for this
+    /// node, a member or a departing member (which are replicated to anyway).
+    pub fn attach_guest(&mut self, id: NodeId) -> bool {
+        self.raft.attach_guest(id)
     }
 
     /// Starts an election now (pre-vote first if configured).
@@ -235,7 +247,11 @@ impl<S: Storage> RawNode<S> {
                 self.raft
                     .progress
                     .iter()
-                    .filter(|(id, _)| **id != self.raft.id && !self.raft.departing.contains_key(id))
+                    .filter(|(id, _)| {
+                        **id != self.raft.id
+                            && !self.raft.departing.contains_key(id)
+                            && !self.raft.guests.contains_key(id)
+                    })
                     .map(|(&id, p)| {
                         (
                             id,
@@ -252,6 +268,7 @@ impl<S: Storage> RawNode<S> {
                 std::collections::BTreeMap::new()
             },
             departing: self.raft.departing.keys().copied().collect(),
+            guests: self.raft.guests.keys().copied().collect(),
         }
     }
 

@@ -1,7 +1,9 @@
 //! Removed members and the commit of their removal: the leader goes on replicating to a member
 //! a membership change removes until it knows the change committed (so it can answer what it
 //! forwarded, and stops campaigning), gives up on a dead one after two election timeouts, and
-//! never counts one toward any quorum. Time is simulated (ticks), delivery is in order and
+//! never counts one toward any quorum. Likewise for guests, learners outside every
+//! configuration that the application asks the leader to replicate to (ZooKeeper's way of
+//! adding a server). Time is simulated (ticks), delivery is in order and
 //! complete except to and from the nodes a test declares down.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,6 +45,16 @@ impl Cluster {
             sent: Vec::new(),
             reads_served: 0,
         }
+    }
+
+    /// A node that starts with its own idea of the membership (`voters`, `learners`), as a
+    /// server whose configuration file differs from the cluster's.
+    fn add_node(&mut self, id: u64, voters: &[u64], learners: &[u64]) {
+        let mut conf = ConfState::with_voters(voters.iter().map(|&v| NodeId(v)));
+        conf.learners.extend(learners.iter().map(|&l| NodeId(l)));
+        let storage = MemStorage::new_with_conf_state(conf);
+        let node = RawNode::new(&Config::new(NodeId(id)), storage).expect("valid config");
+        self.nodes.insert(NodeId(id), node);
     }
 
     fn node(&self, id: u64) -> &RawNode<MemStorage> {
@@ -259,4 +271,140 @@ fn a_dead_removed_member_is_given_up_and_never_blocks_commit() {
     assert!(cluster.sent_to(4, since).is_empty());
     assert!(cluster.sent_to(5, since).is_empty());
     assert_eq!(cluster.node(1).status().role, Role::Leader);
+}
+
+fn add_voters(ids: &[u64]) -> ConfChange {
+    ConfChange {
+        changes: ids
+            .iter()
+            .map(|&id| ConfChangeSingle::AddVoter(NodeId(id)))
+            .collect(),
+    }
+}
+
+fn nodes(ids: &[u64]) -> BTreeSet<NodeId> {
+    ids.iter().copied().map(NodeId).collect()
+}
+
+#[test]
+fn a_guest_is_synced_counts_for_nothing_and_becomes_a_member_with_its_progress() {
+    // A one-voter cluster with history, and a server that starts as an observer of it.
+    let mut cluster = Cluster::new(&[1]);
+    cluster.elect(1);
+    for k in 0..5u8 {
+        cluster
+            .node_mut(1)
+            .propose(vec![Bytes::from(vec![k])])
+            .expect("leader");
+    }
+    cluster.stabilize();
+    cluster.add_node(2, &[1], &[2]);
+    cluster.ticks(3);
+    assert_eq!(
+        cluster.node(2).status().commit,
+        LogIndex(0),
+        "the leader replicates to a node it does not know"
+    );
+
+    // Attached, it is brought up to date and kept there, outside the membership.
+    assert!(cluster.node_mut(1).attach_guest(NodeId(2)));
+    cluster.stabilize();
+    cluster.tick();
+    let leader = cluster.node(1).status();
+    assert_eq!(leader.guests, nodes(&[2]));
+    assert!(!leader.progress.contains_key(&NodeId(2)));
+    assert_eq!(leader.conf_state.voters, nodes(&[1]));
+    let guest = cluster.node(2).status();
+    assert_eq!(guest.commit, leader.commit);
+    assert_eq!(guest.leader, Some(NodeId(1)));
+    let applied_by_2: Vec<LogIndex> = cluster.applied[&NodeId(2)]
+        .iter()
+        .map(|e| e.index)
+        .collect();
+    let applied_by_1: Vec<LogIndex> = cluster.applied[&NodeId(1)]
+        .iter()
+        .map(|e| e.index)
+        .collect();
+    assert_eq!(applied_by_2, applied_by_1);
+
+    // It counts toward nothing: with it down, the lone voter still commits.
+    cluster.down.insert(NodeId(2));
+    let write = cluster
+        .node_mut(1)
+        .propose(vec![Bytes::from_static(b"guest down")])
+        .expect("leader");
+    cluster.stabilize();
+    assert!(cluster.node(1).status().commit >= write.last);
+    cluster.down.remove(&NodeId(2));
+    cluster.tick();
+    assert_eq!(
+        cluster.node(2).status().commit,
+        cluster.node(1).status().commit
+    );
+
+    // A membership change makes it a voter: no longer a guest, and now needed for commit.
+    cluster
+        .node_mut(1)
+        .propose_conf_change(&add_voters(&[2]))
+        .expect("no change pending");
+    cluster.stabilize();
+    cluster.tick();
+    let leader = cluster.node(1).status();
+    assert_eq!(leader.conf_state.voters, nodes(&[1, 2]));
+    assert!(!leader.conf_state.is_joint());
+    assert!(leader.guests.is_empty());
+    assert!(leader.progress.contains_key(&NodeId(2)));
+    assert_eq!(cluster.node(2).status().conf_state.voters, nodes(&[1, 2]));
+    cluster.down.insert(NodeId(2));
+    let write = cluster
+        .node_mut(1)
+        .propose(vec![Bytes::from_static(b"needs 2 of 2")])
+        .expect("leader");
+    cluster.stabilize();
+    assert!(
+        cluster.node(1).status().commit < write.last,
+        "committed without the new voter"
+    );
+    cluster.down.remove(&NodeId(2));
+    cluster.tick();
+    assert!(cluster.node(1).status().commit >= write.last);
+}
+
+#[test]
+fn only_a_leader_takes_guests_and_a_silent_one_is_dropped() {
+    let election_timeout_ticks = Config::new(NodeId(1)).election_timeout_ticks;
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster.add_node(4, &[1, 2, 3], &[4]);
+    assert!(!cluster.node_mut(2).attach_guest(NodeId(4)), "a follower");
+    assert!(!cluster.node_mut(1).attach_guest(NodeId(1)), "itself");
+    assert!(!cluster.node_mut(1).attach_guest(NodeId(3)), "a member");
+    assert!(cluster.node_mut(1).attach_guest(NodeId(4)));
+    cluster.stabilize();
+    assert_eq!(
+        cluster.node(4).status().commit,
+        cluster.node(1).status().commit
+    );
+
+    // While it answers, it stays; once silent for two election timeouts, it is dropped.
+    cluster.ticks(3 * election_timeout_ticks);
+    assert_eq!(cluster.node(1).status().guests, nodes(&[4]));
+    cluster.down.insert(NodeId(4));
+    cluster.ticks(2 * election_timeout_ticks);
+    let status = cluster.node(1).status();
+    assert!(status.guests.is_empty(), "still a guest: {status:?}");
+    assert_eq!(status.role, Role::Leader);
+    let since = cluster.sent.len();
+    cluster.ticks(election_timeout_ticks);
+    assert!(cluster.sent_to(4, since).is_empty());
+
+    // A new leader starts without guests.
+    cluster.down.remove(&NodeId(4));
+    assert!(cluster.node_mut(1).attach_guest(NodeId(4)));
+    cluster.stabilize();
+    cluster.node_mut(1).transfer_leader(NodeId(2));
+    cluster.stabilize();
+    assert_eq!(cluster.node(2).status().role, Role::Leader);
+    assert!(cluster.node(2).status().guests.is_empty());
+    assert!(cluster.node(1).status().guests.is_empty());
 }
