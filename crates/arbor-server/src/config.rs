@@ -123,6 +123,11 @@ pub struct ServerConfig {
     pub ttl_nodes_enabled: bool,
     /// The cluster's servers, this one included; empty for a standalone server.
     pub members: Vec<Member>,
+    /// Whether a configuration naming only this server runs it standalone (ZooKeeper's
+    /// `standaloneEnabled`, on by default). Off, such a server is a cluster of one: it leads
+    /// a one-voter quorum, listens for peers, and can grow by `reconfig` (ZooKeeper's way of
+    /// starting an ensemble one server at a time).
+    pub standalone_enabled: bool,
     /// Names the cluster: peers of another cluster are refused, so two clusters never mix.
     /// Derived from the member list when not set.
     pub cluster_id: Option<u64>,
@@ -204,6 +209,7 @@ impl Default for ServerConfig {
             container_check_interval_ms: 60_000,
             ttl_nodes_enabled: true,
             members: Vec::new(),
+            standalone_enabled: true,
             cluster_id: None,
             linearizable_reads: false,
             reconfig_enabled: false,
@@ -276,13 +282,17 @@ impl ServerConfig {
         text
     }
 
-    /// Whether this server is part of a cluster (more than one member).
+    /// Whether this server runs as a member of a cluster (Raft over the peer transport): more
+    /// than one member, or one with `standalone_enabled` off.
     pub fn is_clustered(&self) -> bool {
-        self.members.len() > 1
+        self.members.len() > 1 || (self.members.len() == 1 && !self.standalone_enabled)
     }
 
-    /// The cluster id: the configured one, or an FNV-1a hash of the sorted initial member
-    /// list, so every member of one configuration computes the same id.
+    /// The cluster id: the configured one, or an FNV-1a hash of the sorted participants of
+    /// the initial member list, so every member of one configuration computes the same id.
+    /// Observers are left out because ZooKeeper adds them without telling the others: a
+    /// server joining as an observer lists the participants and itself, which the
+    /// participants' own files do not.
     pub fn effective_cluster_id(&self) -> u64 {
         if let Some(id) = self.cluster_id {
             return id;
@@ -290,6 +300,7 @@ impl ServerConfig {
         let mut members: Vec<String> = self
             .members
             .iter()
+            .filter(|m| m.role == MemberRole::Participant)
             .map(|m| format!("{}={}", m.id, m.peer_address))
             .collect();
         members.sort();
@@ -417,9 +428,9 @@ impl ServerConfig {
                 // Settings with no meaning for a standalone arbor, accepted silently because
                 // every real zoo.cfg has them.
                 "reconfigEnabled" => config.reconfig_enabled = parse(key, value)?,
+                "standaloneEnabled" => config.standalone_enabled = parse(key, value)?,
                 "initLimit"
                 | "syncLimit"
-                | "standaloneEnabled"
                 | "admin.enableServer"
                 | "admin.serverPort"
                 | "autopurge.snapRetainCount"
@@ -444,7 +455,7 @@ impl ServerConfig {
             };
             match (myid, servers.len()) {
                 (Some(id), _) => config.server_id = id,
-                // A one-server ensemble is standalone, as ZooKeeper's standaloneEnabled makes it.
+                // A one-server ensemble needs no myid, standalone or not.
                 (None, 1) => {
                     if let Some(&id) = servers.keys().next() {
                         config.server_id = u8::try_from(id).map_err(|_| ConfigError::Invalid {
@@ -477,7 +488,7 @@ impl ServerConfig {
                 client_port = Some(own.port());
                 client_host = client_host.or(Some(own.ip()));
             }
-            if config.members.len() == 1 {
+            if config.members.len() == 1 && config.standalone_enabled {
                 // Standalone: the member list only named this server.
                 config.members.clear();
             }
@@ -684,6 +695,67 @@ mod tests {
         let (config, _) = ServerConfig::from_zoo_cfg(&one).unwrap();
         assert!(!config.is_clustered());
         assert_eq!(config.server_id, 1);
+    }
+
+    #[test]
+    fn standalone_disabled_makes_one_server_a_cluster_of_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = write(
+            dir.path(),
+            "one.cfg",
+            "standaloneEnabled=false
+reconfigEnabled=true
+             server.1=localhost:2001:3001:participant;localhost:4001
+",
+        );
+        let (config, warnings) = ServerConfig::from_zoo_cfg(&one).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(config.is_clustered());
+        assert!(config.reconfig_enabled);
+        assert_eq!(config.members.len(), 1);
+        assert_eq!(config.me().unwrap().peer_address.port(), 2001);
+        assert_eq!(config.client_address.port(), 4001);
+        let bad = write(
+            dir.path(),
+            "bad.cfg",
+            "clientPort=1
+standaloneEnabled=maybe
+",
+        );
+        assert!(ServerConfig::from_zoo_cfg(&bad).is_err());
+    }
+
+    #[test]
+    fn observers_do_not_change_the_cluster_id() {
+        let dir = tempfile::tempdir().unwrap();
+        // Each server's zoo.cfg, with its own data directory (and myid there).
+        let load = |id: u8, servers: &str| {
+            let data = dir.path().join(format!("data{id}"));
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::write(data.join("myid"), format!("{id}\n")).unwrap();
+            let text = format!(
+                "standaloneEnabled=false\ndataDir={}\n{servers}",
+                data.display()
+            );
+            let path = write(dir.path(), &format!("zoo{id}.cfg"), &text);
+            ServerConfig::from_zoo_cfg(&path).unwrap().0
+        };
+        let participant = "server.1=localhost:2001:3001:participant;localhost:4001\n";
+        let leader = load(1, participant);
+        let joiner = load(
+            2,
+            &format!("{participant}server.2=localhost:2002:3002:observer;localhost:4002\n"),
+        );
+        assert_eq!(joiner.server_id, 2);
+        assert_eq!(leader.effective_cluster_id(), joiner.effective_cluster_id());
+        let elsewhere = load(
+            3,
+            "server.3=localhost:2009:3009:participant;localhost:4009\n",
+        );
+        assert_ne!(
+            leader.effective_cluster_id(),
+            elsewhere.effective_cluster_id()
+        );
     }
 
     #[test]

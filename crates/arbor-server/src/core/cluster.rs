@@ -28,6 +28,9 @@ pub(crate) enum PeerMessage {
     /// Sessions a follower heard from since its last report (ARCHITECTURE.md: touches reported
     /// to the leader; expiry decided by the leader).
     Touch { sessions: Vec<SessionId> },
+    /// A server outside the membership asks the leader to replicate to it at `peer_address`
+    /// (ZooKeeper's observer that syncs before a `reconfig` names it; see `membership.rs`).
+    Join { peer_address: std::net::SocketAddr },
 }
 
 /// A `sync` waiting for its read index, then for the state to reach it.
@@ -113,6 +116,7 @@ impl Core {
                     self.fail_waiter(waiter, code);
                 }
             }
+            PeerMessage::Join { peer_address } => self.on_join(from, peer_address),
             PeerMessage::Touch { sessions } => {
                 if self.is_leader() {
                     let now = Instant::now();

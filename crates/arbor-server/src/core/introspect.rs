@@ -23,7 +23,10 @@ impl Core {
             "standalone"
         } else if self.serving_read_only() {
             "read-only"
-        } else if status.conf_state.learners.contains(&me) {
+        } else if status.conf_state.learners.contains(&me)
+            || !status.conf_state.all_nodes().contains(&me)
+        {
+            // A learner, or a server outside the membership syncing as one.
             "observer"
         } else if status.leader == Some(me) {
             "leader"

@@ -10,6 +10,7 @@ use arbor_raft::{ConfChange, ConfChangeSingle, NodeId};
 use arbor_tree::{CONFIG_PATH, ClusterConfig, Command};
 use tracing::{info, warn};
 
+use super::cluster::PeerMessage;
 use super::*;
 
 impl Core {
@@ -32,28 +33,46 @@ impl Core {
         self.maintain_membership();
     }
 
-    /// Points the peer transport at the members `/zookeeper/config` lists, and keeps the links
-    /// to every node Raft still replicates to: the members of its own configuration (which
-    /// follows the recorded one only after the change commits) and, on a leader, removed
-    /// members still learning that their removal committed. Dropping such a link as soon as a
-    /// `reconfig` is applied would drop what is queued on it (the very commit index a removed
-    /// server waits for to answer the `reconfig` it forwarded) and cut it off for good.
-    fn point_peer_links(&self, config: &ClusterConfig) {
-        let Some(network) = self.network.as_ref() else {
+    /// Points the peer transport at the members `/zookeeper/config` lists (before it lists
+    /// any, at the configured ones), and keeps the links to every node Raft still replicates
+    /// to: the members of its own configuration (which follows the recorded one only after
+    /// the change commits) and, on a leader, removed members still learning that their
+    /// removal committed and guests (servers outside the membership syncing as learners).
+    /// Dropping such a link as soon as a `reconfig` is applied would drop what is queued on
+    /// it (the very commit index a removed server waits for to answer the `reconfig` it
+    /// forwarded) and cut it off for good.
+    fn point_peer_links(&mut self, recorded: Option<&ClusterConfig>) {
+        let Some(network) = self.network.clone() else {
             return;
         };
         let mut peers = BTreeMap::new();
-        for member in config.members.values() {
-            match resolve(&member.host) {
-                Some(ip) => {
-                    peers.insert(member.id, SocketAddr::new(ip, member.peer_port));
+        match recorded {
+            Some(config) => {
+                for member in config.members.values() {
+                    match resolve(&member.host) {
+                        Some(ip) => {
+                            peers.insert(member.id, SocketAddr::new(ip, member.peer_port));
+                        }
+                        None => {
+                            warn!(member = member.id, host = %member.host, "cannot resolve member host; not dialling it")
+                        }
+                    }
                 }
-                None => {
-                    warn!(member = member.id, host = %member.host, "cannot resolve member host; not dialling it")
+            }
+            None => {
+                for member in &self.config.members {
+                    peers.insert(u64::from(member.id), member.peer_address);
                 }
             }
         }
         let status = self.raft.status();
+        // A guest Raft gave up on (or a leader that lost its guests with its term) is no
+        // longer dialled.
+        self.guest_addresses
+            .retain(|id, _| status.guests.contains(&NodeId(*id)));
+        for (&id, &address) in &self.guest_addresses {
+            peers.entry(id).or_insert(address);
+        }
         let replicated = status
             .conf_state
             .all_nodes()
@@ -71,15 +90,65 @@ impl Core {
         network.set_peers(peers);
     }
 
+    /// A server outside the membership asks to be replicated to (see
+    /// [`Core::ask_to_be_replicated`]). The leader makes it a Raft guest and dials it at the
+    /// peer address it gave; anyone else ignores it (the asker tries the leader it learns of).
+    pub(super) fn on_join(&mut self, from: u64, peer_address: SocketAddr) {
+        if !self.is_leader() || !self.raft.attach_guest(NodeId(from)) {
+            return;
+        }
+        if self.guest_addresses.insert(from, peer_address) != Some(peer_address) {
+            info!(guest = from, %peer_address, "a server outside the membership syncs as a learner");
+            let recorded = self.recorded_membership();
+            self.point_peer_links(recorded.as_ref());
+        }
+    }
+
+    /// ZooKeeper's way to grow an ensemble: a server starts with a configuration naming the
+    /// current members and itself, syncs from the leader as a learner, and a `reconfig` then
+    /// makes it a member. Until the recorded membership names it, such a server asks the
+    /// leader (or, not knowing it, every configured member) to replicate to it, every election
+    /// timeout; the leader drops it two election timeouts after it falls silent. A server
+    /// the recorded membership has named once never asks again: once removed it stays out.
+    fn ask_to_be_replicated(&mut self, recorded: Option<&ClusterConfig>) {
+        let me = self.server_id;
+        if recorded.is_some_and(|config| config.members.contains_key(&me)) {
+            self.was_member = true;
+        }
+        if self.was_member || self.is_leader() || !self.config.is_clustered() {
+            return;
+        }
+        let Some(peer_address) = self.config.me().map(|member| member.peer_address) else {
+            return;
+        };
+        let targets: BTreeSet<u64> = match self.leader {
+            Some(NodeId(leader)) => BTreeSet::from([leader]),
+            None => self
+                .config
+                .members
+                .iter()
+                .map(|member| u64::from(member.id))
+                .chain(
+                    recorded
+                        .into_iter()
+                        .flat_map(|config| config.participants()),
+                )
+                .filter(|&id| id != me)
+                .collect(),
+        };
+        for to in targets {
+            self.send_peer(to, &PeerMessage::Join { peer_address });
+        }
+    }
+
     /// Run on election, after a membership change and periodically (every election timeout).
     /// Every server: point the transport at the recorded members and the nodes Raft still
     /// replicates to. Leader: record the configured members if the config node is empty, and
     /// make Raft's membership match it.
     pub(super) fn maintain_membership(&mut self) {
         let recorded = self.recorded_membership();
-        if let Some(config) = &recorded {
-            self.point_peer_links(config);
-        }
+        self.point_peer_links(recorded.as_ref());
+        self.ask_to_be_replicated(recorded.as_ref());
         if !self.is_leader() || !self.config.is_clustered() {
             return;
         }

@@ -18,7 +18,7 @@ mod replies;
 mod security;
 mod sessions;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -186,6 +186,12 @@ pub(crate) struct Core {
     /// A SetClusterConfig proposed and not yet applied (a starting cluster records its
     /// membership once).
     config_bootstrap_pending: bool,
+    /// Leader: where its Raft guests (servers outside the membership syncing as learners)
+    /// said they listen.
+    guest_addresses: BTreeMap<u64, std::net::SocketAddr>,
+    /// Whether the recorded membership has named this server (it then never asks to be
+    /// replicated to as an outsider again).
+    was_member: bool,
     /// Sessions heard from since the last touch report to the leader.
     touched: cluster::Touched,
     /// Raft ticks since start.
@@ -285,6 +291,8 @@ impl Core {
             pending_reads: HashMap::new(),
             network,
             config_bootstrap_pending: false,
+            guest_addresses: BTreeMap::new(),
+            was_member: false,
             touched: Default::default(),
             ticks: 0,
             session_pending: HashMap::new(),
