@@ -61,6 +61,10 @@ pub struct FollowerProgress {
     pub state: crate::progress::ProgressState,
     /// Whether it was heard from within the current check-quorum period.
     pub recent_active: bool,
+    /// Ticks since the newest heartbeat it answered was sent (none answered yet: `None`).
+    /// Unlike `recent_active`, which check-quorum clears every election timeout, this says
+    /// how fresh the follower's link is at any moment.
+    pub ticks_since_acked: Option<u64>,
     /// In snapshot state, the transfer under way (`None` while waiting to retry).
     pub snapshot: Option<crate::snapshot_send::SnapshotTransferStatus>,
 }
@@ -93,8 +97,9 @@ pub struct Status {
     /// keeps its links to them open meanwhile. They are not in `progress`.
     pub departing: std::collections::BTreeSet<NodeId>,
     /// On a leader, the learners outside the membership it replicates to
-    /// ([`RawNode::attach_guest`]); empty otherwise. They are not in `progress`.
-    pub guests: std::collections::BTreeSet<NodeId>,
+    /// ([`RawNode::attach_guest`]) and what it knows of each; empty otherwise. They are not
+    /// in `progress`.
+    pub guests: std::collections::BTreeMap<NodeId, FollowerProgress>,
 }
 
 /// One Raft node, driven by the application.
@@ -243,33 +248,42 @@ impl<S: Storage> RawNode<S> {
             applied: self.raft.log.applied,
             last_index: self.raft.log.last_index(),
             conf_state: self.raft.conf.clone(),
-            progress: if self.raft.role == Role::Leader {
-                self.raft
-                    .progress
-                    .iter()
-                    .filter(|(id, _)| {
-                        **id != self.raft.id
-                            && !self.raft.departing.contains_key(id)
-                            && !self.raft.guests.contains_key(id)
-                    })
-                    .map(|(&id, p)| {
-                        (
-                            id,
-                            FollowerProgress {
-                                matched: p.matched,
-                                state: p.state,
-                                recent_active: p.recent_active,
-                                snapshot: p.snapshot_transfer.as_ref().map(|t| t.status()),
-                            },
-                        )
-                    })
-                    .collect()
-            } else {
-                std::collections::BTreeMap::new()
-            },
+            progress: self.follower_progress(|id| {
+                !self.raft.departing.contains_key(&id) && !self.raft.guests.contains_key(&id)
+            }),
             departing: self.raft.departing.keys().copied().collect(),
-            guests: self.raft.guests.keys().copied().collect(),
+            guests: self.follower_progress(|id| self.raft.guests.contains_key(&id)),
         }
+    }
+
+    /// On a leader, what it knows of the other nodes it replicates to that `include` selects;
+    /// empty on a follower.
+    fn follower_progress(
+        &self,
+        include: impl Fn(NodeId) -> bool,
+    ) -> std::collections::BTreeMap<NodeId, FollowerProgress> {
+        if self.raft.role != Role::Leader {
+            return std::collections::BTreeMap::new();
+        }
+        self.raft
+            .progress
+            .iter()
+            .filter(|(id, _)| **id != self.raft.id && include(**id))
+            .map(|(&id, p)| {
+                (
+                    id,
+                    FollowerProgress {
+                        matched: p.matched,
+                        state: p.state,
+                        recent_active: p.recent_active,
+                        ticks_since_acked: p
+                            .acked_sent_tick
+                            .map(|sent| self.raft.tick_count.saturating_sub(sent)),
+                        snapshot: p.snapshot_transfer.as_ref().map(|t| t.status()),
+                    },
+                )
+            })
+            .collect()
     }
 
     /// The storage (read access).

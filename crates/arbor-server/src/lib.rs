@@ -145,7 +145,8 @@ impl Server {
         let (durability_tx, durability_rx) = mpsc::unbounded_channel();
         let (caught_up_tx, caught_up_rx) = tokio::sync::oneshot::channel();
         let (peer_tx, peer_rx) = mpsc::channel(PEER_INBOX_MAX);
-        let network = start_peers(&config, peer_tx.clone()).await?;
+        let identity = (recovery.cluster_id, recovery.cluster_id_adoption.clone());
+        let network = start_peers(&config, identity, peer_tx.clone()).await?;
         let core = Core::new(
             config.clone(),
             recovery,
@@ -310,6 +311,7 @@ const PEER_INBOX_MAX: usize = 4096;
 /// Starts the peer transport of a clustered server.
 async fn start_peers(
     config: &ServerConfig,
+    (cluster_id, cluster_id_adoption): (u64, Option<std::path::PathBuf>),
     inbound: mpsc::Sender<(u64, bytes::Bytes)>,
 ) -> Result<Option<Arc<peer::PeerNetwork>>, ServerError> {
     let Some(me) = config.me().filter(|_| config.is_clustered()) else {
@@ -321,12 +323,9 @@ async fn start_peers(
         .filter(|member| member.id != me.id)
         .map(|member| (u64::from(member.id), member.peer_address))
         .collect();
-    let mut peer_config = peer::PeerConfig::new(
-        config.effective_cluster_id(),
-        u64::from(me.id),
-        me.peer_address,
-        peers,
-    );
+    let mut peer_config =
+        peer::PeerConfig::new(cluster_id, u64::from(me.id), me.peer_address, peers);
+    peer_config.cluster_id_adoption = cluster_id_adoption;
     if config.ssl_quorum {
         peer_config.tls = Some(tls::peer_tls(&config.quorum_tls).map_err(ServerError::QuorumTls)?);
         info!("peer connections use TLS (sslQuorum)");
@@ -341,7 +340,7 @@ async fn start_peers(
             address: me.peer_address,
             source,
         })?;
-    info!(address = %network.local_address(), cluster_id = config.effective_cluster_id(), "peer transport listening");
+    info!(address = %network.local_address(), cluster_id, "peer transport listening");
     Ok(Some(Arc::new(network)))
 }
 

@@ -82,6 +82,8 @@ pub(crate) fn recover(config: &ServerConfig) -> Result<Recovery, ServerError> {
         vote: hard.vote.map(NodeId),
         commit: LogIndex(hard.commit.max(applied_index)),
     });
+    let fresh = applied_index == 0 && entries.is_empty() && hard.term == 0;
+    let (cluster_id, cluster_id_adoption) = cluster_identity(config, fresh).map_err(fail)?;
     let raft_config = raft_config(config);
     let storage = crate::storage::ArborStorage::new(storage, wal.snapshots());
     let raft = RawNode::new(&raft_config, storage).map_err(|e| fail(format!("raft: {e}")))?;
@@ -102,7 +104,53 @@ pub(crate) fn recover(config: &ServerConfig) -> Result<Recovery, ServerError> {
         conf_state,
         applied_index,
         commit_index: hard.commit.max(applied_index),
+        cluster_id,
+        cluster_id_adoption,
     })
+}
+
+/// The file in the data directory that records the cluster id a clustered server uses.
+pub(crate) const CLUSTER_ID_FILE: &str = "cluster-id";
+
+/// The cluster id this server's peer transport uses, and where to record an adopted one
+/// (`Some` only for a fresh observer, see `peer/identity.rs`). A configured id wins; else
+/// the recorded one; else the one derived from the configuration, recorded at once so that
+/// editing the file later (after a `reconfig`, as ZooKeeper users do) does not change it.
+fn cluster_identity(
+    config: &ServerConfig,
+    fresh: bool,
+) -> Result<(u64, Option<std::path::PathBuf>), String> {
+    if let Some(id) = config.cluster_id {
+        return Ok((id, None));
+    }
+    let derived = config.effective_cluster_id();
+    if !config.is_clustered() {
+        return Ok((derived, None));
+    }
+    let file = config.data_dir.join(CLUSTER_ID_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            return text.trim().parse().map(|id| (id, None)).map_err(|_| {
+                format!(
+                    "{}: {text:?} is not a cluster id (a decimal number)",
+                    file.display()
+                )
+            });
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(format!("{}: {error}", file.display())),
+    }
+    let joining_observer = fresh
+        && config
+            .me()
+            .is_some_and(|me| me.role == crate::config::MemberRole::Observer);
+    if joining_observer {
+        // Recorded once it is known whether the cluster shares it or has another.
+        return Ok((derived, Some(file)));
+    }
+    std::fs::write(&file, format!("{derived}\n"))
+        .map_err(|error| format!("{}: {error}", file.display()))?;
+    Ok((derived, None))
 }
 
 /// The membership a brand-new server starts from: the configured members, or, standalone, a

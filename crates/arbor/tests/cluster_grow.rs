@@ -2,7 +2,10 @@
 //! writes them: a single server with `standaloneEnabled=false` runs as a cluster of one; two
 //! servers started with a configuration that names it and themselves as observers sync from
 //! it as learners (it never heard of them: they are in no membership); a `reconfig` makes the
-//! three participants; and then the first server can die without the ensemble stopping.
+//! three participants. A fourth server, whose file names the three and itself as an
+//! observer (so it derives another cluster id than the first three, whose files never changed),
+//! takes the cluster's id, joins, and is added as a participant; and then the first server
+//! can die without the ensemble stopping.
 
 mod support;
 
@@ -12,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use support::cluster::{four_letter, until};
-use support::{SESSION_TIMEOUT, connect, connect_with, connector, digest_id, ok, persistent};
+use support::{
+    SESSION_TIMEOUT, connect, connect_with, connector, digest_id, fails, ok, persistent,
+};
 use zookeeper_client as zk;
 
 const SUPER_PASSWORD: &str = "test";
@@ -125,14 +130,14 @@ fn ids_in(config: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observers_join_a_cluster_of_one_and_reconfig_makes_them_participants() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let ports = free_ports(9);
-    let client = |n: usize| SocketAddr::from(([127, 0, 0, 1], ports[6 + n]));
+    let ports = free_ports(12);
+    let client = |n: usize| SocketAddr::from(([127, 0, 0, 1], ports[8 + n]));
     let line = |n: usize, role: &str| {
         format!(
             "server.{}=127.0.0.1:{}:{}:{role};{}",
             n + 1,
             ports[n],
-            ports[3 + n],
+            ports[4 + n],
             client(n)
         )
     };
@@ -151,6 +156,31 @@ async fn observers_join_a_cluster_of_one_and_reconfig_makes_them_participants() 
         on_first.create("/before", b"1", &persistent()),
     )
     .await;
+
+    // A membership naming two servers that are not running could commit nothing (not even
+    // itself): refused, as ZooKeeper does, and nothing changes.
+    let admin = connect_with(
+        connector()
+            .with_session_timeout(SESSION_TIMEOUT)
+            .with_auth("digest", format!("super:{SUPER_PASSWORD}").as_bytes()),
+        &client(0).to_string(),
+    )
+    .await;
+    let participants: Vec<String> = (0..3).map(|n| line(n, "participant")).collect();
+    let refused = fails(
+        "reconfig to servers not yet running",
+        admin.update_ensemble(
+            zk::EnsembleUpdate::New {
+                ensemble: participants.iter().map(String::as_str),
+            },
+            None,
+        ),
+    )
+    .await;
+    // zookeeper-client has no name for -13 (NewConfigNoQuorum).
+    assert_eq!(refused, zk::Error::UnexpectedErrorCode(-13));
+    let (config, _) = ok("getConfig", on_first.get_config()).await;
+    assert_eq!(ids_in(&config), vec![1]);
 
     // Two servers that name the first and themselves as observers.
     let mut joiners = Vec::new();
@@ -186,14 +216,6 @@ async fn observers_join_a_cluster_of_one_and_reconfig_makes_them_participants() 
     let (config, stat) = ok("getConfig", on_first.get_config()).await;
     assert_eq!(ids_in(&config), vec![1]);
 
-    let admin = connect_with(
-        connector()
-            .with_session_timeout(SESSION_TIMEOUT)
-            .with_auth("digest", format!("super:{SUPER_PASSWORD}").as_bytes()),
-        &client(0).to_string(),
-    )
-    .await;
-    let participants: Vec<String> = (0..3).map(|n| line(n, "participant")).collect();
     let (config, _) = ok(
         "reconfig to three participants",
         admin.update_ensemble(
@@ -209,9 +231,47 @@ async fn observers_join_a_cluster_of_one_and_reconfig_makes_them_participants() 
         joiner.wait_mode("follower").await;
     }
 
-    // They vote now: with the first server gone, the other two elect a leader and commit.
+    // A fourth server written with the membership of the day: three participants and itself.
+    let mut lines = String::new();
+    for n in 0..3 {
+        let _ = writeln!(lines, "{}", line(n, "participant"));
+    }
+    let _ = writeln!(lines, "{}", line(3, "observer"));
+    let fourth = ZooServer::start(dir.path(), 4, client(3), &lines);
+    fourth.wait_mode("observer").await;
+    let cluster_id = |id: u8| {
+        std::fs::read_to_string(dir.path().join(format!("data{id}/cluster-id")))
+            .unwrap_or_else(|error| panic!("server {id}'s cluster-id: {error}"))
+    };
+    assert_eq!(
+        cluster_id(4),
+        cluster_id(1),
+        "the fourth took the cluster's id"
+    );
+    let on_fourth = connect(&fourth.client.to_string()).await;
+    ok("sync on the fourth", on_fourth.sync("/")).await;
+    let stat = ok("read /from3 on the fourth", on_fourth.check_stat("/from3")).await;
+    assert!(stat.is_some(), "the fourth synced");
+    let joining = line(3, "participant");
+    let (config, _) = ok(
+        "reconfig -add the fourth",
+        admin.update_ensemble(
+            zk::EnsembleUpdate::Incremental {
+                joinings: vec![joining.as_str()].into_iter(),
+                leavings: Vec::<&str>::new().into_iter(),
+            },
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(ids_in(&config), vec![1, 2, 3, 4]);
+    fourth.wait_mode("follower").await;
+    joiners.push(fourth);
+
+    // They vote now: with the first server gone, three of the four voters elect a leader
+    // among themselves and commit.
     first.kill();
-    until("a leader among servers 2 and 3", || async {
+    until("a leader among servers 2, 3 and 4", || async {
         let mut modes = Vec::new();
         for joiner in &joiners {
             modes.push(joiner.mode().await);
@@ -225,8 +285,10 @@ async fn observers_join_a_cluster_of_one_and_reconfig_makes_them_participants() 
         on_second.create("/after", b"2", &persistent()),
     )
     .await;
-    let on_third = connect(&joiners[1].client.to_string()).await;
-    ok("sync on the third", on_third.sync("/")).await;
-    let (data, _) = ok("read /after on the third", on_third.get_data("/after")).await;
-    assert_eq!(data, b"2");
+    for joiner in &joiners[1..] {
+        let on_other = connect(&joiner.client.to_string()).await;
+        ok("sync", on_other.sync("/")).await;
+        let (data, _) = ok("read /after", on_other.get_data("/after")).await;
+        assert_eq!(data, b"2", "server {} has the write", joiner.id);
+    }
 }

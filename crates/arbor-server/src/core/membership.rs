@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use arbor_raft::{ConfChange, ConfChangeSingle, NodeId};
+use arbor_proto::ErrorCode;
+use arbor_raft::{ConfChange, ConfChangeSingle, NodeId, ProgressState};
 use arbor_tree::{CONFIG_PATH, ClusterConfig, Command};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::cluster::PeerMessage;
 use super::*;
@@ -69,7 +70,7 @@ impl Core {
         // A guest Raft gave up on (or a leader that lost its guests with its term) is no
         // longer dialled.
         self.guest_addresses
-            .retain(|id, _| status.guests.contains(&NodeId(*id)));
+            .retain(|id, _| status.guests.contains_key(&NodeId(*id)));
         for (&id, &address) in &self.guest_addresses {
             peers.entry(id).or_insert(address);
         }
@@ -101,6 +102,63 @@ impl Core {
             info!(guest = from, %peer_address, "a server outside the membership syncs as a learner");
             let recorded = self.recorded_membership();
             self.point_peer_links(recorded.as_ref());
+        }
+    }
+
+    /// Leader, before proposing a `reconfig`: ZooKeeper refuses one whose new membership lacks
+    /// a quorum of servers connected to the leader and synced (NewConfigNoQuorum), since
+    /// such a membership could not commit anything, the change itself included, and the
+    /// cluster would stall. Synced here: the leader, and every member or guest it replicates
+    /// to that is past probing and was heard from in this check-quorum period or answered a
+    /// heartbeat sent within the last election timeout. (The caller gives a membership that
+    /// fails this one election timeout to pass it before refusing.) The checks
+    /// ZooKeeper makes before this one (enabled, version, arguments) are left to the tree,
+    /// which answers them when the entry is applied; a request that fails them passes here.
+    pub(super) fn check_reconfig_quorum(
+        &self,
+        request: &arbor_proto::ReconfigRequest,
+    ) -> Result<(), ErrorCode> {
+        if !self.tree_config.reconfig_enabled {
+            return Ok(());
+        }
+        let Some(current) = self.recorded_membership() else {
+            return Ok(());
+        };
+        if request.cur_config_id != -1 && request.cur_config_id != current.version {
+            return Ok(());
+        }
+        let Ok(next) = current.reconfigured(
+            &request.joining_servers,
+            &request.leaving_servers,
+            &request.new_members,
+        ) else {
+            return Ok(());
+        };
+        let status = self.raft.status();
+        let fresh_ticks = self.config.election_timeout_ticks;
+        let synced = |id: u64| {
+            id == self.server_id
+                || status
+                    .progress
+                    .get(&NodeId(id))
+                    .or_else(|| status.guests.get(&NodeId(id)))
+                    .is_some_and(|p| {
+                        p.state == ProgressState::Replicate
+                            && p.ticks_since_acked
+                                .is_some_and(|ticks| ticks <= fresh_ticks)
+                    })
+        };
+        let participants: Vec<u64> = next.participants().collect();
+        let synced_count = participants.iter().filter(|&&id| synced(id)).count();
+        if synced_count * 2 > participants.len() {
+            Ok(())
+        } else {
+            debug!(
+                ?participants,
+                synced = synced_count,
+                "reconfig waits: the new membership has no quorum of synced servers"
+            );
+            Err(ErrorCode::NewConfigNoQuorum)
         }
     }
 

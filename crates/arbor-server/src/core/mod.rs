@@ -210,6 +210,9 @@ pub(crate) struct Core {
     /// Commands this leader took while a leadership transfer was under way, in arrival order
     /// (bounded by `PARKED_MAX`; see `propose_envelope`).
     held: VecDeque<HeldProposal>,
+    /// Leader: `reconfig`s whose new membership has no quorum of synced servers yet, with the
+    /// moment they are refused (NewConfigNoQuorum) unless it gets one.
+    reconfigs_waiting: VecDeque<(Instant, HeldProposal)>,
     /// The membership as of `applied_index`.
     conf_state: ConfState,
     /// Invariant: applied_index <= commit <= last index (Raft §5.3).
@@ -253,6 +256,10 @@ pub(crate) struct Recovery {
     pub applied_index: u64,
     /// The durable commit index: every acknowledged write is at or below it.
     pub commit_index: u64,
+    /// The cluster id the peer transport starts with.
+    pub cluster_id: u64,
+    /// Where to record a cluster id adopted from the cluster this fresh observer joins.
+    pub cluster_id_adoption: Option<std::path::PathBuf>,
 }
 
 fn wall_clock_ms() -> i64 {
@@ -303,6 +310,7 @@ impl Core {
             next_request: rand::random::<u64>() >> 1,
             parked: VecDeque::new(),
             held: VecDeque::new(),
+            reconfigs_waiting: VecDeque::new(),
             conf_state: recovery.conf_state,
             applied_index: recovery.applied_index,
             leader: None,

@@ -210,6 +210,13 @@ impl Core {
     }
 
     /// How long a forwarded command may go unanswered before its client is disconnected.
+    /// Raft's election timeout in wall-clock time.
+    fn election_timeout(&self) -> Duration {
+        Duration::from_millis(
+            u64::from(self.config.raft_tick_ms) * self.config.election_timeout_ticks,
+        )
+    }
+
     fn forward_timeout(&self) -> Duration {
         let election = u64::from(self.config.raft_tick_ms) * self.config.election_timeout_ticks;
         Duration::from_millis((election * 4).max(5_000))
@@ -241,6 +248,75 @@ impl Core {
     /// handover costs clients no error; held commands also keep later ones behind them, so a
     /// session's writes keep their order.
     pub(super) fn propose_envelope(
+        &mut self,
+        origin: u64,
+        request: u64,
+        command: Command,
+    ) -> Result<(), ErrorCode> {
+        if let Command::Request {
+            request: WriteRequest::Reconfig(reconfig),
+            ..
+        } = &command
+            && self.check_reconfig_quorum(reconfig).is_err()
+        {
+            // A leader elected a moment ago has not heard from its followers yet, and a
+            // server may be reconnecting: give the new membership one election timeout to
+            // have its quorum before refusing.
+            let deadline = Instant::now() + self.election_timeout();
+            let held = HeldProposal {
+                origin,
+                request,
+                command,
+            };
+            self.reconfigs_waiting.push_back((deadline, held));
+            return Ok(());
+        }
+        self.propose_checked(origin, request, command)
+    }
+
+    /// Leader, every tick: proposes the waiting `reconfig`s whose membership now has a quorum
+    /// of synced servers, refuses those out of time, and hands back the rest when this server
+    /// no longer leads (their clients learn it by ConnectionLoss, as of any leader change).
+    pub(super) fn retry_waiting_reconfigs(&mut self) {
+        let now = Instant::now();
+        for (deadline, held) in std::mem::take(&mut self.reconfigs_waiting) {
+            let HeldProposal {
+                origin,
+                request,
+                command,
+            } = held;
+            let quorum = match &command {
+                Command::Request {
+                    request: WriteRequest::Reconfig(reconfig),
+                    ..
+                } => self.check_reconfig_quorum(reconfig),
+                _ => Ok(()),
+            };
+            if !self.is_leader() {
+                self.refuse_held(origin, request, ErrorCode::ConnectionLoss);
+            } else if quorum.is_ok() {
+                if let Err(code) = self.propose_checked(origin, request, command) {
+                    self.refuse_held(origin, request, code);
+                }
+            } else if deadline <= now {
+                warn!(
+                    "reconfig refused (NewConfigNoQuorum): its membership had no quorum of \
+                     servers connected and synced within an election timeout"
+                );
+                self.refuse_held(origin, request, ErrorCode::NewConfigNoQuorum);
+            } else {
+                let held = HeldProposal {
+                    origin,
+                    request,
+                    command,
+                };
+                self.reconfigs_waiting.push_back((deadline, held));
+            }
+        }
+    }
+
+    /// [`Core::propose_envelope`] past the `reconfig` check.
+    fn propose_checked(
         &mut self,
         origin: u64,
         request: u64,

@@ -375,6 +375,7 @@ impl Core {
         }
         self.expire_forwarded();
         self.flush_held();
+        self.retry_waiting_reconfigs();
         // Only the leader decides expiry and cleanups, through logged commands (ARCHITECTURE.md,
         // Sessions): every replica then applies the same decision.
         if self.leader != Some(arbor_raft::NodeId(self.server_id)) {

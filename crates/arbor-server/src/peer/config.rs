@@ -68,6 +68,10 @@ pub struct PeerConfig {
     /// TLS on every peer connection, both directions (ZooKeeper's `sslQuorum`); none: plain
     /// TCP. Must be set alike on every member.
     pub tls: Option<super::PeerTls>,
+    /// A fresh node joining as an observer: the first peer it dials that refuses it for a
+    /// cluster id mismatch gives it that peer's cluster id, recorded in this file (see
+    /// `identity.rs`). None: the cluster id never changes.
+    pub cluster_id_adoption: Option<std::path::PathBuf>,
 }
 
 impl PeerConfig {
@@ -93,6 +97,7 @@ impl PeerConfig {
             idle_timeout: IDLE_TIMEOUT_DEFAULT,
             inbound_connections_max: INBOUND_CONNECTIONS_MAX_DEFAULT,
             tls: None,
+            cluster_id_adoption: None,
         }
     }
 

@@ -81,12 +81,15 @@ pub(crate) async fn accept_loop(
                 "too many inbound peer connections; refusing"
             );
             // Best effort and without waiting: the dialer reads the refusal after its hello.
-            let _ = stream.try_write(&encode_answer(Some(RefuseReason::Busy), shared.local));
+            let _ = stream.try_write(&encode_answer(
+                Some(RefuseReason::Busy),
+                shared.identity.local(),
+            ));
             continue;
         };
         let span = info_span!(
             "peer_in",
-            node_id = shared.local.node_id,
+            node_id = shared.config.node_id,
             %remote,
             peer_id = tracing::field::Empty
         );
@@ -135,7 +138,7 @@ async fn serve_established<S: PeerStream>(
         () = shared.stop.cancelled() => return,
         outcome = tokio::time::timeout(
             shared.config.connect_timeout,
-            handshake::accept(&mut stream, shared.local),
+            handshake::accept(&mut stream, shared.identity.local()),
         ) => outcome,
     };
     let hello = match handshake {
@@ -154,7 +157,7 @@ async fn serve_established<S: PeerStream>(
             warn!(
                 %remote,
                 %reason,
-                cluster_id = shared.local.cluster_id,
+                cluster_id = shared.identity.local().cluster_id,
                 peer_cluster_id = hello.cluster_id,
                 peer_node_id = hello.sender,
                 intended_node_id = hello.receiver,

@@ -73,6 +73,7 @@ mod backoff;
 mod config;
 mod frame;
 mod handshake;
+mod identity;
 mod inbound;
 mod outbound;
 mod queue;
@@ -102,7 +103,6 @@ pub use handshake::{ConnectError, RefuseReason};
 pub use stats::PeerStats;
 pub use tls::PeerTls;
 
-use handshake::LocalIdentity;
 use outbound::Outbound;
 use queue::{QueueFull, SendQueue};
 use stats::PeerCounters;
@@ -180,7 +180,7 @@ struct State {
 /// What the network's tasks share.
 pub(crate) struct Shared {
     config: Arc<PeerConfig>,
-    local: LocalIdentity,
+    identity: Arc<identity::Identity>,
     stop: CancellationToken,
     /// Where `set_peers` spawns dialers, so it works from outside the runtime too.
     runtime: tokio::runtime::Handle,
@@ -246,14 +246,14 @@ impl Shared {
         let stop = self.stop.child_token();
         let dialer = Outbound {
             config: self.config.clone(),
-            local: self.local,
+            identity: self.identity.clone(),
             peer_id,
             address: address_receiver,
             queue: queue.clone(),
             counters: counters.clone(),
             stop: stop.clone(),
         };
-        let span = info_span!("peer_out", node_id = self.local.node_id, peer_id);
+        let span = info_span!("peer_out", node_id = self.config.node_id, peer_id);
         let task = self.runtime.spawn(dialer.run().instrument(span));
         Link {
             address: address_sender,
@@ -295,13 +295,15 @@ impl PeerNetwork {
         let listener = TcpListener::bind(config.listen).await?;
         let local_address = listener.local_addr()?;
         let peers = config.peers.clone();
-        let local = LocalIdentity {
-            cluster_id: config.cluster_id,
-            node_id: config.node_id,
-        };
+        let identity = Arc::new(identity::Identity::new(
+            config.node_id,
+            config.cluster_id,
+            config.cluster_id_adoption.clone(),
+        ));
+        let local = identity.local();
         let shared = Arc::new(Shared {
             config: Arc::new(config),
-            local,
+            identity,
             stop: CancellationToken::new(),
             runtime: tokio::runtime::Handle::current(),
             state: Mutex::new(State::default()),
@@ -369,7 +371,7 @@ impl PeerNetwork {
     /// id is skipped. Inbound connections are not tied to the membership: a removed node may
     /// still deliver until its connection ends.
     pub fn set_peers(&self, peers: BTreeMap<u64, SocketAddr>) {
-        let local_id = self.shared.local.node_id;
+        let local_id = self.shared.config.node_id;
         let mut state = self.shared.lock();
         state.retired.retain(|task| !task.is_finished());
         let removed: Vec<u64> = state
@@ -451,7 +453,7 @@ impl PeerNetwork {
         for task in tasks {
             let _ = task.await;
         }
-        info!(node_id = self.shared.local.node_id, "peer network stopped");
+        info!(node_id = self.shared.config.node_id, "peer network stopped");
     }
 }
 

@@ -21,7 +21,7 @@ use super::PeerStream;
 use super::backoff::backoff_delay;
 use super::config::PeerConfig;
 use super::frame::{Frame, FrameError, read_frame, write_keepalive, write_payload};
-use super::handshake::{self, ConnectError, LocalIdentity};
+use super::handshake::{self, ConnectError, RefuseReason};
 use super::queue::SendQueue;
 use super::stats::PeerCounters;
 
@@ -54,7 +54,7 @@ enum ConnectionEnd {
 /// One peer's dialer task.
 pub(crate) struct Outbound {
     pub(crate) config: Arc<PeerConfig>,
-    pub(crate) local: LocalIdentity,
+    pub(crate) identity: Arc<super::identity::Identity>,
     pub(crate) peer_id: u64,
     pub(crate) address: watch::Receiver<SocketAddr>,
     pub(crate) queue: Arc<SendQueue>,
@@ -116,6 +116,14 @@ impl Outbound {
                         }
                     }
                 }
+                Err(ConnectError::Refused {
+                    reason: RefuseReason::ClusterMismatch,
+                    cluster_id,
+                    node_id,
+                    ..
+                }) if node_id == self.peer_id && self.identity.adopt(cluster_id, node_id) => {
+                    continue;
+                }
                 Err(error) => {
                     failures = failures.saturating_add(1);
                     PeerCounters::add(&self.counters.connect_failures, 1);
@@ -158,7 +166,7 @@ impl Outbound {
                 Some(tls) => Box::new(tls.connect(address, stream).await?),
                 None => Box::new(stream),
             };
-            handshake::dial(&mut stream, self.local, self.peer_id).await?;
+            handshake::dial(&mut stream, self.identity.local(), self.peer_id).await?;
             Ok(stream)
         };
         tokio::time::timeout(self.config.connect_timeout, attempt)
