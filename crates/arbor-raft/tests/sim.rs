@@ -74,6 +74,7 @@ fn simulate_many_seeds() {
     let started = Instant::now();
     let mut committed = 0;
     let mut reads = 0;
+    let mut guests = 0;
     let mut snapshots = SnapshotTally::default();
     for i in 0..count {
         let seed = BASE_SEED + i;
@@ -82,6 +83,7 @@ fn simulate_many_seeds() {
             Ok(outcome) => {
                 committed += outcome.committed;
                 reads += outcome.reads_checked;
+                guests += outcome.stats.guests_attached;
                 snapshots.add(&outcome.stats);
             }
             Err(violation) => panic!(
@@ -92,7 +94,8 @@ fn simulate_many_seeds() {
         }
     }
     eprintln!(
-        "simulated {count} seeds in {:?}: {committed} proposals committed, {reads} reads checked",
+        "simulated {count} seeds in {:?}: {committed} proposals committed, {reads} reads checked, \
+         {guests} guests attached",
         started.elapsed()
     );
     eprintln!("snapshots: {snapshots:?}");
@@ -152,6 +155,7 @@ fn crash_heavy(voters: usize) -> Profile {
             snapshot_per_mille: 0,
             persist_delay_ticks_max: 4,
             clock_skew_every: 10,
+            guest_per_mille: 0,
         },
     }
 }
@@ -190,6 +194,7 @@ fn figure8_profile() -> Profile {
             snapshot_per_mille: 0,
             persist_delay_ticks_max: 2,
             clock_skew_every: 10,
+            guest_per_mille: 0,
         },
     }
 }

@@ -52,6 +52,9 @@ pub struct Faults {
     /// extra one (0: perfect clocks). At 10 or more, two nodes drift apart by at most 2 ticks
     /// per election timeout of 10, within `lease_drift_ticks`.
     pub clock_skew_every: u64,
+    /// Nodes outside the membership attached to the leader as guests (drawn from the world's
+    /// separate guest RNG, so the other draws of a seed stay as they were).
+    pub guest_per_mille: u64,
 }
 
 impl Faults {
@@ -68,6 +71,7 @@ impl Faults {
             snapshot_per_mille: [0, 20, 80][rng.below(3) as usize],
             persist_delay_ticks_max: [0, 1, 4][rng.below(3) as usize],
             clock_skew_every: [0, 10, 20][rng.below(3) as usize],
+            guest_per_mille: 20,
         }
     }
 
@@ -84,6 +88,7 @@ impl Faults {
             snapshot_per_mille: 0,
             persist_delay_ticks_max: 0,
             clock_skew_every: 0,
+            guest_per_mille: 0,
         }
     }
 }

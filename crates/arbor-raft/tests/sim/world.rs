@@ -38,6 +38,9 @@ pub struct SimNode {
 
 pub struct World {
     pub rng: Rng,
+    /// Decides guest attachments only, so that adding them left the rest of every seed's
+    /// draws as they were.
+    guest_rng: Rng,
     pub now: u64,
     pub nodes: BTreeMap<NodeId, SimNode>,
     /// (deliver at, sequence, message)
@@ -72,6 +75,8 @@ pub struct Stats {
     pub pauses: u64,
     pub partitions: u64,
     pub conf_changes: u64,
+    /// Nodes outside the membership a leader was asked to replicate to.
+    pub guests_attached: u64,
     pub snapshots: u64,
     pub snapshots_installed: u64,
     pub proposals_rejected: u64,
@@ -155,6 +160,7 @@ impl World {
         }
         World {
             rng,
+            guest_rng: Rng::new(seed ^ 0x6775_6573_7473),
             now: 0,
             nodes,
             network: Vec::new(),
@@ -251,6 +257,9 @@ impl World {
         }
         if faulty && self.rng.chance(self.faults.transfer_per_mille) {
             self.transfer_leadership();
+        }
+        if faulty && self.guest_rng.chance(self.faults.guest_per_mille) {
+            self.attach_guest();
         }
         if self.rng.chance(self.faults.snapshot_per_mille) {
             self.take_snapshot();
@@ -608,6 +617,31 @@ impl World {
         };
         if raw.propose_conf_change(&ConfChange { changes }).is_ok() {
             self.stats.conf_changes += 1;
+        }
+    }
+
+    /// The application asks the leader to replicate to a node outside its membership (a
+    /// server joining ZooKeeper-style); the node must then never count toward a quorum, and
+    /// must apply exactly the committed log like everyone else.
+    fn attach_guest(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let Some(raw) = self.nodes.get_mut(&leader).and_then(|n| n.raw.as_mut()) else {
+            return;
+        };
+        let members = raw.status().conf_state.all_nodes();
+        let outsiders: Vec<NodeId> = self
+            .ids()
+            .into_iter()
+            .filter(|id| !members.contains(id))
+            .collect();
+        let Some(id) = self.guest_rng.pick(&outsiders) else {
+            return;
+        };
+        let Some(raw) = self.nodes.get_mut(&leader).and_then(|n| n.raw.as_mut()) else {
+            return;
+        };
+        if raw.attach_guest(id) {
+            self.stats.guests_attached += 1;
         }
     }
 
