@@ -12,10 +12,6 @@ use std::net::TcpStream as StdTcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-/// The ZooKeeper line test_readonly waits for. arbor logs no line when it starts serving
-/// read-only, so the harness asks the server itself (`isro`) instead.
-const READ_ONLY_STARTED: &str = "Read-only server started";
-
 /// Where a zoo.cfg, the data and the log of one server live inside the cluster's directory.
 fn server_paths(root: &Path, id: u32) -> (PathBuf, PathBuf, PathBuf) {
     (root.join(format!("zoo{id}.cfg")), root.join(format!("zoo{id}.data")), root.join(format!("zoo{id}.log")))
@@ -165,19 +161,15 @@ impl ArborServer {
 /// A server's output, as testcontainers' `LogStream` offered it.
 struct LogStream {
     log_file: PathBuf,
-    plain_port: u16,
 }
 
 impl LogStream {
-    /// Blocks until the server's log holds `message`. For ZooKeeper's "Read-only server
-    /// started", which arbor does not log, until the server answers `isro` with `ro`.
+    /// Blocks until the server's log holds `message` (arbor logs ZooKeeper's "Read-only server
+    /// started", which test_readonly waits for, too).
     pub fn wait_for_message(&self, message: &str) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if fs::read_to_string(&self.log_file).unwrap_or_default().contains(message) {
-                return Ok(());
-            }
-            if message == READ_ONLY_STARTED && four_letter_word(self.plain_port, "isro").trim() == "ro" {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -470,7 +462,7 @@ impl Cluster {
     #[allow(dead_code)]
     pub fn logs(&self, id: u32) -> LogStream {
         let server = self.by_id(id);
-        LogStream { log_file: server.log_file.clone(), plain_port: server.plain_port }
+        LogStream { log_file: server.log_file.clone() }
     }
 
     /// The connect string naming every server (`tcp+tls://` endpoints when the cluster

@@ -181,7 +181,7 @@ fn monitor(core: &Core) -> String {
         "arbor_peer_messages_dropped",
         core.stats.peer_messages_dropped.to_string(),
     ));
-    if !raft.progress.is_empty() {
+    if !raft.progress.is_empty() || !raft.guests.is_empty() {
         let voters = &raft.conf_state.voters;
         let followers = raft
             .progress
@@ -193,10 +193,22 @@ fn monitor(core: &Core) -> String {
             .iter()
             .filter(|(id, p)| voters.contains(id) && p.recent_active)
             .count();
+        // Learners: the observers of the membership and the servers outside it syncing as
+        // observers (guests), as ZooKeeper counts every learner connected to its leader.
+        let learners = raft
+            .progress
+            .iter()
+            .filter(|(id, _)| !voters.contains(id))
+            .chain(&raft.guests);
+        let (learner_count, synced_observers) = learners.fold((0, 0), |(all, synced), (_, p)| {
+            (all + 1, synced + usize::from(p.recent_active))
+        });
         rows.push(("zk_followers", followers.to_string()));
         rows.push(("zk_synced_followers", synced.to_string()));
-        rows.push(("zk_learners", (raft.progress.len() - followers).to_string()));
-        for (id, progress) in &raft.progress {
+        rows.push(("zk_learners", learner_count.to_string()));
+        rows.push(("zk_synced_observers", synced_observers.to_string()));
+        rows.push(("arbor_guests", raft.guests.len().to_string()));
+        for (id, progress) in raft.progress.iter().chain(&raft.guests) {
             let lag = raft.last_index.0.saturating_sub(progress.matched.0);
             rows.push(("arbor_follower_lag", format!("{id}={lag}")));
         }

@@ -212,6 +212,18 @@ async fn observers_join_a_cluster_of_one_and_reconfig_makes_them_participants() 
         );
     }
 
+    // The leader counts them as learners outside the membership (mntr).
+    let mntr = four_letter(client(0), "mntr").await.unwrap_or_default();
+    let value = |key: &str| {
+        mntr.lines().find_map(|line| {
+            line.strip_prefix(key)?
+                .strip_prefix('\t')
+                .map(str::to_owned)
+        })
+    };
+    assert_eq!(value("arbor_guests").as_deref(), Some("2"), "{mntr}");
+    assert_eq!(value("zk_learners").as_deref(), Some("2"), "{mntr}");
+
     // The membership still names the first server only.
     let (config, stat) = ok("getConfig", on_first.get_config()).await;
     assert_eq!(ids_in(&config), vec![1]);

@@ -128,6 +128,12 @@ async fn a_server_cut_off_from_the_quorum_serves_read_only_clients_only() {
         "FIGURE read_only_mode_after_quorum_loss_ms={}",
         lost_at.elapsed().as_millis()
     );
+    // The line ZooKeeper logs, which operators and ZooKeeper test harnesses wait for.
+    until(
+        "the cut-off server to log that it serves read-only",
+        || async { cluster.log(kept).contains("Read-only server started") },
+    )
+    .await;
 
     // A client that accepts a read-only server gets in, reads, and cannot write.
     let reader = connect_with(connector().with_readonly(true), &cluster.address(kept)).await;

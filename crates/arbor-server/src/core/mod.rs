@@ -192,6 +192,8 @@ pub(crate) struct Core {
     /// Whether the recorded membership has named this server (it then never asks to be
     /// replicated to as an outsider again).
     was_member: bool,
+    /// Whether "Read-only server started" was logged for the current spell without a quorum.
+    read_only_announced: bool,
     /// Sessions heard from since the last touch report to the leader.
     touched: cluster::Touched,
     /// Raft ticks since start.
@@ -300,6 +302,7 @@ impl Core {
             config_bootstrap_pending: false,
             guest_addresses: BTreeMap::new(),
             was_member: false,
+            read_only_announced: false,
             touched: Default::default(),
             ticks: 0,
             session_pending: HashMap::new(),

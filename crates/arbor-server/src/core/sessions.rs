@@ -80,6 +80,18 @@ impl Core {
         }));
     }
 
+    /// Logs ZooKeeper's "Read-only server started" once each time this server starts serving
+    /// read-only clients: operators, and harnesses written for ZooKeeper, watch for it.
+    fn announce_read_only(&mut self) {
+        let serving = self.serving_read_only();
+        if serving && !self.read_only_announced {
+            warn!("Read-only server started (no quorum; serving clients that accept read-only)");
+        } else if !serving && self.read_only_announced {
+            info!("read-only service ended");
+        }
+        self.read_only_announced = serving;
+    }
+
     /// A clustered server without a leader for an election timeout (time enough for a
     /// healthy cluster to elect one) closes its read-write clients, as ZooKeeper's servers do
     /// when they lose their leader, so that they move to a server of the majority instead of
@@ -366,6 +378,7 @@ impl Core {
         self.ticks += 1;
         self.report_touches();
         self.release_clients_without_leader();
+        self.announce_read_only();
         if self
             .ticks
             .is_multiple_of(self.config.election_timeout_ticks.max(1))
