@@ -54,17 +54,24 @@ impl Core {
         self.leader == Some(NodeId(self.server_id))
     }
 
-    pub(super) fn send_peer(&mut self, to: u64, message: &PeerMessage) {
+    /// Queues a message for peer `to`; false when it was dropped (no link, or its queue is
+    /// full). Raft tolerates lost messages; a caller whose message must arrive acts on false.
+    pub(super) fn send_peer(&mut self, to: u64, message: &PeerMessage) -> bool {
         let Some(network) = self.network.as_ref() else {
-            return;
+            return false;
         };
         match postcard::to_allocvec(message) {
             Ok(bytes) => {
                 if network.send(to, Bytes::from(bytes)).is_err() {
                     self.stats.peer_messages_dropped += 1;
+                    return false;
                 }
+                true
             }
-            Err(error) => warn!(%error, to, "peer message does not encode"),
+            Err(error) => {
+                warn!(%error, to, "peer message does not encode");
+                false
+            }
         }
     }
 

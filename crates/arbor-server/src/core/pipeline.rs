@@ -200,13 +200,17 @@ impl Core {
             }
             return;
         }
+        let forward = cluster::PeerMessage::Forward { request, command };
+        if !self.send_peer(leader.0, &forward) {
+            // Dropped (the link to the leader is down and its queue full): the session's
+            // later writes may still get through and be answered first, which would break its
+            // FIFO order. Losing the connection now is what the client can act on.
+            self.fail_waiter(waiter, ErrorCode::ConnectionLoss);
+            return;
+        }
         self.waiters.insert(request, waiter);
         let deadline = Instant::now() + self.forward_timeout();
         self.forwarded.insert(request, deadline);
-        self.send_peer(
-            leader.0,
-            &cluster::PeerMessage::Forward { request, command },
-        );
     }
 
     /// How long a forwarded command may go unanswered before its client is disconnected.
@@ -443,10 +447,17 @@ impl Core {
                     // while it lives everywhere else until its timeout.
                     liveness.closing = false;
                 }
-                if code == ErrorCode::ConnectionLoss {
+                // An error answered now would overtake the connection's earlier writes still
+                // in flight (replies go in request order): then the connection is closed
+                // instead, as for a lost request.
+                let earlier_in_flight = self
+                    .connections
+                    .get(&connection)
+                    .is_some_and(|state| state.writes_in_flight > 1);
+                if code == ErrorCode::ConnectionLoss || earlier_in_flight {
                     // A client learns of a lost request by losing its connection, as with
                     // ZooKeeper; it reconnects and keeps its session.
-                    self.close_connection(connection, "request lost to a leader change");
+                    self.close_connection(connection, "request lost (leader change or overload)");
                 } else {
                     let zxid = self.tree.last_applied_zxid().0;
                     self.reply(connection, xid, zxid, Err(code), received);
@@ -680,6 +691,17 @@ impl Core {
         self.conf_state = snapshot.metadata.conf_state.clone();
         self.refresh_sessions();
         info!(index, "installed the leader's snapshot");
+        // The entries the snapshot covers are never applied here one by one, so the requests
+        // this server forwarded among them would never be answered while the session's later
+        // ones would be: a reply out of order. Their clients lose the connection instead and
+        // retry, as on a leader change (a request that made it into the log stays applied).
+        let forwarded: Vec<u64> = self.forwarded.keys().copied().collect();
+        for request in forwarded {
+            self.forwarded.remove(&request);
+            if let Some(waiter) = self.waiters.remove(&request) {
+                self.fail_waiter(waiter, ErrorCode::ConnectionLoss);
+            }
+        }
         Ok(())
     }
 
